@@ -1,0 +1,148 @@
+"""Mini-batches that live on the compute device, augmented there with vectorised tensor ops.
+
+The uint8 images of an :class:`~nasp.data.datasets.ImageDataset` are copied to the device once.
+Each batch is gathered there, converted to float, normalised with the data set's mean/std and,
+if asked, augmented as in the DARTS code: random crop with black padding, horizontal flip,
+cutout. All randomness comes from one CPU ``torch.Generator`` as small index tensors that are then
+moved to the device, so one seed gives the same batches on every device.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import torch
+
+from nasp.data.datasets import ImageDataset
+
+__all__ = ["Batches", "augment_batch"]
+
+
+def augment_batch(x: torch.Tensor, *, padding: int, flip: bool, cutout: int,
+                  generator: torch.Generator,
+                  pad_value: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Randomly augment a float batch ``x`` of shape (B, C, H, W); returns a new tensor.
+
+    In order, each image independently:
+
+    1. random crop (if ``padding > 0``): pad by ``padding`` pixels of ``pad_value`` (a scalar or a
+       tensor broadcasting to (1, C, 1, 1)) and crop H x W back at an offset uniform in
+       ``[0, 2 * padding]`` on each axis, i.e. shift the image by -padding..padding pixels;
+    2. horizontal flip with probability 1/2 (if ``flip``);
+    3. cutout (if ``cutout > 0``): set to 0 the ``cutout`` x ``cutout`` square whose centre
+       (``cutout // 2`` from its top-left corner) is uniform over the pixels, clipped at the
+       borders (DeVries & Taylor, 2017; applied to the normalised image as in DARTS).
+
+    Random numbers are drawn from the CPU ``generator`` in this order: crop rows, crop columns,
+    flips, cutout rows, cutout columns.
+    """
+    b, _, h, w = x.shape
+
+    def draw(high: int) -> torch.Tensor:
+        return torch.randint(high, (b,), generator=generator).to(x.device)
+
+    if padding > 0:
+        x = _shift(x, draw(2 * padding + 1) - padding, draw(2 * padding + 1) - padding, pad_value)
+    if flip:
+        x = torch.where(draw(2).bool().view(b, 1, 1, 1), x.flip(3), x)
+    if cutout > 0:
+        x = _cutout(x, draw(h), draw(w), cutout)
+    return x
+
+
+def _shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+           fill: float | torch.Tensor) -> torch.Tensor:
+    """``out[b, :, i, j] = x[b, :, i + dy[b], j + dx[b]]``, or ``fill`` where that is outside."""
+    b, c, h, w = x.shape
+    rows = torch.arange(h, device=x.device) + dy[:, None]
+    cols = torch.arange(w, device=x.device) + dx[:, None]
+    out = x.gather(2, rows.clamp(0, h - 1)[:, None, :, None].expand(b, c, h, w))
+    out = out.gather(3, cols.clamp(0, w - 1)[:, None, None, :].expand(b, c, h, w))
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    return torch.where(inside[:, None], out, fill)
+
+
+def _cutout(x: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero the ``size`` x ``size`` square at top-left ``(cy, cx) - size // 2`` of each image."""
+    h, w = x.shape[-2:]
+    top, left = (cy - size // 2)[:, None], (cx - size // 2)[:, None]
+    rows = torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    in_rows = (rows >= top) & (rows < top + size)
+    in_cols = (cols >= left) & (cols < left + size)
+    return x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
+
+
+class Batches:
+    """Mini-batches of one :class:`ImageDataset`, resident on ``device``.
+
+    Iterating gives one epoch of ``(x, y)``: ``x`` float32 (B, C, H, W) normalised with the data
+    set's mean/std, ``y`` int64 (B,), both on ``device``. With ``shuffle`` the order is a fresh
+    permutation each epoch; the last batch is smaller unless ``drop_last``. With ``augment`` each
+    batch goes through :func:`augment_batch` with the data set's ``crop_padding`` and ``flip``
+    and this object's ``cutout`` (cutout applies only when ``augment``); the crop pads with black,
+    i.e. pixel value 0 before normalisation, and cutout writes 0 after it, as in DARTS.
+
+    All randomness is drawn from ``self.generator`` (a CPU generator; by default one seeded from
+    PyTorch's global random state), so saving and restoring its state reproduces the stream.
+    """
+
+    def __init__(self, ds: ImageDataset, batch_size: int, *, device: torch.device | str = "cpu",
+                 shuffle: bool = True, augment: bool = False, cutout: int = 0,
+                 drop_last: bool = False, generator: torch.Generator | None = None,
+                 channels_last: bool = False) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if cutout < 0:
+            raise ValueError(f"cutout must be 0 (off) or a size in pixels, got {cutout}")
+        if len(ds) == 0:
+            raise ValueError(f"data set {ds.name} has no images to make batches of")
+        if generator is None:
+            generator = torch.Generator()
+            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_()))
+        if generator.device.type != "cpu":
+            raise ValueError(f"generator must be a CPU generator, got one on {generator.device}")
+        self.dataset = ds
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.cutout = cutout
+        self.drop_last = drop_last
+        self.generator = generator
+        self.channels_last = channels_last
+        self._images = ds.images.to(self.device)
+        self._labels = ds.labels.to(self.device)
+        self._mean, self._std = (torch.tensor(v, dtype=torch.float32, device=self.device)
+                                 .view(1, -1, 1, 1) for v in (ds.mean, ds.std))
+        self._black = -self._mean / self._std
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.device)
+        for i in range(len(self)):
+            yield self._batch(order[i * self.batch_size:(i + 1) * self.batch_size])
+
+    def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One persistent iterator going through epoch after epoch, reshuffling each time."""
+        if len(self) == 0:
+            raise ValueError(f"no batches: drop_last with batch_size {self.batch_size} larger "
+                             f"than the {len(self.dataset)} images of {self.dataset.name}")
+        return itertools.chain.from_iterable(itertools.repeat(self))
+
+    def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._images.index_select(0, rows).float().div_(255).sub_(self._mean).div_(self._std)
+        if self.augment:
+            x = augment_batch(x, padding=self.dataset.crop_padding, flip=self.dataset.flip,
+                              cutout=self.cutout, generator=self.generator,
+                              pad_value=self._black)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self._labels.index_select(0, rows)

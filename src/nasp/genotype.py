@@ -1,0 +1,410 @@
+"""The searched architecture of a DARTS-style cell network, as immutable data.
+
+A :class:`Genotype` lists, for the normal and the reduction cell, two ``(op name, input index)``
+pairs per intermediate node and the states whose concatenation is the cell output. States are
+numbered as in DARTS: 0 and 1 are the outputs of the two previous cells and intermediate node
+``i`` (``i = 0, 1, ...``) is state ``i + 2``, which may read any state before it. Error messages
+and :meth:`Genotype.compact` name a node by its state number.
+
+Formats:
+
+- JSON (:meth:`Genotype.to_json`, :meth:`Genotype.save`), the file format of a search run::
+
+    {"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5], "reduce": ..., ...}
+
+- DARTS tuple text (``str(genotype)``, :meth:`Genotype.parse`), as published cells appear in the
+  DARTS and NASP repositories. Parsing reads literals with :mod:`ast`; nothing is evaluated.
+
+Published cells are in :data:`BUILTIN_GENOTYPES`; :func:`resolve_genotype` turns a command-line
+style specification (built-in name, file, run directory or text) into a :class:`Genotype`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import itertools
+import json
+import numbers
+import os
+import reprlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasp.atomic import atomic_write_text
+from nasp.ops import OPS
+
+__all__ = [
+    "BUILTIN_GENOTYPES",
+    "GENOTYPE_FILE",
+    "Genotype",
+    "GenotypeError",
+    "resolve_genotype",
+]
+
+#: An ``(op name, input state index)`` pair.
+Pair = tuple[str, int]
+
+#: Name of the genotype file inside a search run directory.
+GENOTYPE_FILE = "genotype.json"
+
+_CELLS = ("normal", "reduce")
+_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+_TEXT_EXAMPLE = "Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)"
+
+
+class GenotypeError(ValueError):
+    """Invalid genotype.
+
+    ``str(err)`` is one short paragraph naming what is wrong (which cell, which node, which op or
+    index) and, when loading a file, the file path.
+    """
+
+
+def _show(value: object) -> str:
+    """Short ``repr`` of ``value`` with its type, for error messages."""
+    try:
+        text = reprlib.repr(value)
+    except ValueError:  # an int too long to convert to decimal
+        text = "<huge>"
+    return f"{text} ({type(value).__name__})"
+
+
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy) and not a ``bool``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_cell(cell: str, pairs: object) -> tuple[Pair, ...]:
+    """Validate the pairs of one cell and return them as a tuple of tuples."""
+    if not isinstance(pairs, (list, tuple)):
+        raise GenotypeError(
+            f"{cell} must be a list of (op name, input index) pairs, got {_show(pairs)}")
+    if not pairs or len(pairs) % 2:
+        raise GenotypeError(
+            f"{cell} has {len(pairs)} pairs; it needs two per intermediate node, "
+            "so a non-zero even number")
+    checked = []
+    for k, pair in enumerate(pairs):
+        node = k // 2 + 2
+        where = f"{cell}[{k}] ({('first', 'second')[k % 2]} input of node {node})"
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise GenotypeError(
+                f"{where}: expected an (op name, input index) pair, got {_show(pair)}")
+        op, index = pair
+        if not isinstance(op, str) or op not in OPS:
+            raise GenotypeError(
+                f"{where}: unknown op {_show(op)}; known ops: {', '.join(sorted(OPS))}")
+        if not _is_int(index):
+            raise GenotypeError(f"{where}: the input index must be an int, got {_show(index)}")
+        if not 0 <= index < node:
+            raise GenotypeError(
+                f"{where}: input index {reprlib.repr(index)} is out of range; "
+                f"node {node} can read states 0..{node - 1}")
+        checked.append((op, int(index)))
+    return tuple(checked)
+
+
+def _check_concat(field: str, concat: object, n_states: int) -> tuple[int, ...]:
+    """Validate the output states of one cell with ``n_states`` states; return them as a tuple."""
+    if not isinstance(concat, (list, tuple, range)):
+        raise GenotypeError(f"{field} must be a list of state indices, got {_show(concat)}")
+    states = tuple(itertools.islice(concat, n_states + 1))  # never unpack a huge range
+    if not states:
+        raise GenotypeError(f"{field} is empty; the cell output needs at least one state")
+    if len(states) > n_states:
+        raise GenotypeError(
+            f"{field} has more than {n_states} entries, but the cell has only {n_states} "
+            "states to concatenate")
+    seen: set[int] = set()
+    for k, state in enumerate(states):
+        if not _is_int(state):
+            raise GenotypeError(f"{field}[{k}]: a state index must be an int, got {_show(state)}")
+        if not 0 <= state < n_states:
+            raise GenotypeError(
+                f"{field}[{k}]: state {reprlib.repr(state)} is out of range 0..{n_states - 1}")
+        if state in seen:
+            raise GenotypeError(f"{field}[{k}]: state {state} appears twice")
+        seen.add(state)
+    return tuple(int(state) for state in states)
+
+
+@dataclass(frozen=True)
+class Genotype:
+    """The discrete architecture of a DARTS-style cell network.
+
+    ``normal`` and ``reduce`` hold two ``(op name, input index)`` pairs per intermediate node,
+    node by node; ``normal_concat`` and ``reduce_concat`` are the states concatenated as each
+    cell's output. Lists and ranges are accepted and stored as tuples, so a genotype is hashable
+    and compares equal however it was built. Construction validates everything and raises
+    :class:`GenotypeError` on the first problem found.
+    """
+
+    normal: tuple[Pair, ...]
+    normal_concat: tuple[int, ...]
+    reduce: tuple[Pair, ...]
+    reduce_concat: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        cells = {cell: _check_cell(cell, getattr(self, cell)) for cell in _CELLS}
+        if len(cells["normal"]) != len(cells["reduce"]):
+            raise GenotypeError(
+                f"normal has {len(cells['normal']) // 2} nodes but reduce has "
+                f"{len(cells['reduce']) // 2}; both cells need the same number of nodes")
+        n_states = len(cells["normal"]) // 2 + 2
+        for cell, pairs in cells.items():
+            field = f"{cell}_concat"
+            object.__setattr__(self, cell, pairs)
+            object.__setattr__(self, field, _check_concat(field, getattr(self, field), n_states))
+
+    @property
+    def steps(self) -> int:
+        """Number of intermediate nodes per cell."""
+        return len(self.normal) // 2
+
+    def _cells(self) -> Iterator[tuple[str, tuple[Pair, ...], tuple[int, ...]]]:
+        """``(cell name, pairs, concat)`` for the normal then the reduction cell."""
+        for cell in _CELLS:
+            yield cell, getattr(self, cell), getattr(self, f"{cell}_concat")
+
+    # ----------------------------------------------------------------------------- dict / JSON
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """JSON-ready dict: ``{"normal": [["op", index], ...], "normal_concat": [...], ...}``."""
+        data: dict[str, list[Any]] = {}
+        for cell, pairs, concat in self._cells():
+            data[cell] = [list(pair) for pair in pairs]
+            data[f"{cell}_concat"] = list(concat)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
+        """Inverse of :meth:`to_dict`; exactly the four keys are required."""
+        if not isinstance(data, Mapping):
+            raise GenotypeError(
+                f"a genotype must be an object with keys {', '.join(_FIELDS)}, got {_show(data)}")
+        missing = [key for key in _FIELDS if key not in data]
+        extra = sorted(repr(key) for key in data if key not in _FIELDS)
+        if missing or extra:
+            raise GenotypeError(
+                f"a genotype needs exactly the keys {', '.join(_FIELDS)}; missing: "
+                f"{', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}")
+        return cls(**{key: data[key] for key in _FIELDS})
+
+    def to_json(self, indent: int | None = None) -> str:
+        """JSON text of :meth:`to_dict` (one line unless ``indent`` is given)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Genotype:
+        """Inverse of :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except (ValueError, TypeError, RecursionError) as err:
+            raise GenotypeError(f"invalid genotype JSON: {err}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the genotype as JSON to ``path``, atomically.
+
+        The text goes to a temporary file in the same folder, which then replaces ``path``, so an
+        existing file is either kept whole or replaced whole, never left half-written.
+        """
+        atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Genotype:
+        """Read a genotype written by :meth:`save`; any problem is a :class:`GenotypeError`."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise GenotypeError(f"cannot read genotype file {path}: {err}") from None
+        try:
+            return cls.from_json(text)
+        except GenotypeError as err:
+            raise GenotypeError(f"genotype file {path}: {err}") from None
+
+    # ---------------------------------------------------------------------------- DARTS text
+
+    def to_text(self) -> str:
+        """DARTS reference style text, e.g.
+        ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], reduce=...)``.
+        """
+        fields = ", ".join(
+            f"{cell}={list(pairs)!r}, {cell}_concat={list(concat)!r}"
+            for cell, pairs, concat in self._cells())
+        return f"Genotype({fields})"
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    @classmethod
+    def parse(cls, text: str) -> Genotype:
+        """Read DARTS tuple text such as :meth:`to_text` writes or the DARTS repository holds.
+
+        Accepts an optional leading ``NAME =``, lists or tuples, and ``range(a, b)`` for the
+        concat fields. The text is read with :mod:`ast` and never evaluated: anything but the
+        call ``Genotype(...)`` with the four keyword arguments holding literals is rejected.
+        """
+        if not isinstance(text, str):
+            raise GenotypeError(f"genotype text must be a str, got {_show(text)}")
+        try:
+            module = ast.parse(text.strip(), mode="exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
+            raise GenotypeError(f"cannot parse genotype text: {err}") from None
+        try:
+            arguments = _call_arguments(_genotype_call(module))
+        except RecursionError:
+            raise GenotypeError("genotype text is nested too deeply") from None
+        return cls(**arguments)
+
+    # ---------------------------------------------------------------------------------- logs
+
+    def compact(self) -> str:
+        """One-line summary for logs.
+
+        Format: ``normal: 2<-sep_conv_3x3(0),sep_conv_3x3(1) 3<-... concat=2,3,4,5 | reduce: ...``
+        where each node reads ``state<-op(input),op(input)`` and ``concat`` lists the output
+        states.
+        """
+        parts = []
+        for cell, pairs, concat in self._cells():
+            inputs = [f"{op}({index})" for op, index in pairs]
+            nodes = (
+                f"{node}<-{first},{second}"
+                for node, (first, second) in enumerate(
+                    zip(inputs[::2], inputs[1::2], strict=True), start=2))
+            parts.append(f"{cell}: {' '.join(nodes)} concat={','.join(map(str, concat))}")
+        return " | ".join(parts)
+
+
+def _genotype_call(module: ast.Module) -> ast.Call:
+    """The ``Genotype(...)`` call of a module holding just ``[NAME =] Genotype(...)``."""
+    if len(module.body) != 1:
+        raise GenotypeError(
+            f"genotype text must hold a single Genotype(...) expression, "
+            f"found {len(module.body)} statements")
+    statement = module.body[0]
+    named = (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+             and isinstance(statement.targets[0], ast.Name))
+    if not (named or isinstance(statement, ast.Expr)):
+        raise GenotypeError(f"genotype text must look like {_TEXT_EXAMPLE}")
+    call = statement.value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id == "Genotype"):
+        raise GenotypeError(f"genotype text must be a call like {_TEXT_EXAMPLE}")
+    return call
+
+
+def _call_arguments(call: ast.Call) -> dict[str, Any]:
+    """The literal keyword arguments of a ``Genotype(...)`` call, checked by name."""
+    if call.args:
+        raise GenotypeError(
+            f"Genotype(...) takes keyword arguments only ({', '.join(_FIELDS)})")
+    arguments: dict[str, Any] = {}
+    for keyword in call.keywords:
+        if keyword.arg not in _FIELDS:
+            name = "**" if keyword.arg is None else keyword.arg
+            raise GenotypeError(
+                f"Genotype(...) got unexpected argument {name}; expected {', '.join(_FIELDS)}")
+        if keyword.arg in arguments:
+            raise GenotypeError(f"Genotype(...) got argument {keyword.arg} twice")
+        arguments[keyword.arg] = _literal(keyword.value)
+    missing = [field for field in _FIELDS if field not in arguments]
+    if missing:
+        raise GenotypeError(f"Genotype(...) is missing argument(s) {', '.join(missing)}")
+    return arguments
+
+
+def _literal(node: ast.expr) -> Any:
+    """Value of a constant, a negated number, a list or tuple of literals, or ``range(...)``."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant) and _is_int(node.operand.value)):
+        return -node.operand.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal(element) for element in node.elts]
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "range" and not node.keywords and 1 <= len(node.args) <= 3):
+        bounds = [_literal(argument) for argument in node.args]
+        if all(_is_int(bound) for bound in bounds):
+            with contextlib.suppress(ValueError):  # range(a, b, 0)
+                return range(*bounds)
+    raise GenotypeError(
+        f"genotype text, line {node.lineno} column {node.col_offset + 1}: "
+        f"{reprlib.repr(ast.unparse(node))} is not allowed; only literal lists or tuples of "
+        "(op name, input index) pairs and range(a, b) with int literals are")
+
+
+_CONCAT = (2, 3, 4, 5)
+
+#: Published cells by name; all have four nodes and concatenate states 2..5.
+BUILTIN_GENOTYPES: dict[str, Genotype] = {
+    # DARTS first order (Liu et al., 2019).
+    "DARTS_V1": Genotype(
+        normal=[("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
+                ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
+        normal_concat=_CONCAT,
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
+                ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+        reduce_concat=_CONCAT,
+    ),
+    # DARTS second order (Liu et al., 2019), the cell of the paper's CIFAR-10 results.
+    "DARTS_V2": Genotype(
+        normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
+                ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+        normal_concat=_CONCAT,
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
+                ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+        reduce_concat=_CONCAT,
+    ),
+    # NASP (Yao et al., 2020), searched in the 12-op space.
+    "NASP": Genotype(
+        normal=[("conv_3x1_1x3", 0), ("conv_3x3", 1), ("dil_conv_3x3", 2), ("conv_3x3", 1),
+                ("dil_conv_3x3", 2), ("conv_3x3", 0), ("skip_connect", 0), ("dil_conv_3x3", 3)],
+        normal_concat=_CONCAT,
+        reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_5x5", 1),
+                ("skip_connect", 2), ("skip_connect", 3), ("skip_connect", 0), ("skip_connect", 1)],
+        reduce_concat=_CONCAT,
+    ),
+}
+
+
+def _existing_path(spec: str | os.PathLike[str]) -> Path | None:
+    """``spec`` as a path if it names an existing file or directory, else ``None``."""
+    if not os.fspath(spec).strip():
+        return None
+    path = Path(spec)
+    try:
+        return path if path.exists() else None
+    except (OSError, ValueError):  # a name too long, a NUL byte...
+        return None
+
+
+def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
+    """Genotype from a built-in name, a JSON file, a search run directory or DARTS tuple text.
+
+    Tried in this order: a key of :data:`BUILTIN_GENOTYPES` (any case); an existing file, read
+    with :meth:`Genotype.load`; an existing directory holding ``genotype.json``; text mentioning
+    ``Genotype``, read with :meth:`Genotype.parse`. Anything else is a :class:`GenotypeError`.
+    """
+    if isinstance(spec, str):
+        by_name = {name.lower(): genotype for name, genotype in BUILTIN_GENOTYPES.items()}
+        if spec.strip().lower() in by_name:
+            return by_name[spec.strip().lower()]
+    path = _existing_path(spec)
+    if path is not None:
+        if path.is_dir():
+            if not (path / GENOTYPE_FILE).is_file():
+                raise GenotypeError(f"directory {path} holds no {GENOTYPE_FILE}")
+            path = path / GENOTYPE_FILE
+        return Genotype.load(path)
+    if isinstance(spec, str) and "Genotype" in spec:
+        return Genotype.parse(spec)
+    raise GenotypeError(
+        f"cannot resolve genotype {reprlib.repr(os.fspath(spec))}: it is not a built-in name "
+        f"({', '.join(BUILTIN_GENOTYPES)}, any case), not an existing genotype file or run "
+        f"directory holding {GENOTYPE_FILE}, and not DARTS genotype text like {_TEXT_EXAMPLE}")

@@ -1,0 +1,149 @@
+"""The search loop: epochs of strategy steps, evaluation of the discrete child, run files.
+
+Data: the training split of the data set is cut in two halves as in DARTS: the first trains the
+network weights, the second the architecture (and evaluates the current child after each epoch).
+Both halves stay on the compute device; augmentation runs there per batch. The architecture half
+is read through one persistent, cycling iterator.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from nasp.config import ConfigError, SearchConfig
+from nasp.data import Batches, load_dataset, search_split
+from nasp.genotype import Genotype
+from nasp.runs import RunDir, default_run_dir
+from nasp.spaces import build_space
+from nasp.strategies import Strategy, build_strategy
+
+__all__ = ["SearchResult", "evaluate", "resolve_device", "search", "seed_everything"]
+
+
+@dataclass
+class SearchResult:
+    genotype: Genotype
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+    strategy: Strategy | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N "
+                          f"or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} was asked for, but PyTorch sees no CUDA device; "
+                          f"use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(net: torch.nn.Module, plans, batches: Batches) -> tuple[float, float]:
+    """Mean loss and accuracy of the supernet run with ``plans``, in eval mode."""
+    was_training = net.training
+    net.eval()
+    loss_sum = correct = None
+    n = 0
+    for x, y in batches:
+        logits = net(x, plans)
+        batch_loss = F.cross_entropy(logits, y, reduction="sum")
+        batch_correct = (logits.argmax(1) == y).sum()
+        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        correct = batch_correct if correct is None else correct + batch_correct
+        n += len(y)
+    net.train(was_training)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = True,
+           log: Callable[[str], None] = print) -> SearchResult:
+    """Run a whole search as ``config`` says; write the run directory; return the genotype."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    data = load_dataset(config.dataset, config.data_dir, "train")
+    train_half, val_half = search_split(data, config.subset)
+    out = Path(config.out) if config.out else default_run_dir("search", config.dataset,
+                                                               config.strategy)
+    config = config.replace(out=str(out))
+    space = build_space(config.space, config.primitives)
+    net = space.build_supernet(data.in_channels, data.num_classes, config.layers,
+                               config.channels).to(device)
+    strategy = build_strategy(config.strategy, space, net, config)
+    run = RunDir(out, overwrite=overwrite)
+    run.write_text("config.yaml", config.to_yaml())
+
+    generator = torch.Generator().manual_seed(config.seed)
+    train_batches = Batches(train_half, config.batch_size, device=device, augment=True,
+                            cutout=config.cutout, generator=generator)
+    val_stream = Batches(val_half, config.batch_size, device=device, augment=True,
+                         cutout=config.cutout, generator=generator).forever()
+    eval_batches = Batches(val_half, 2 * config.batch_size, device=device, shuffle=False)
+    log(f"searching {config.strategy} on {config.dataset} ({len(train_half)} + {len(val_half)} "
+        f"images, {tuple(data.images.shape[1:])}) with {config.layers} cells, C {config.channels},"
+        f" primitives {config.primitives}, on {device}; run directory {out}")
+
+    history = []
+    for epoch in range(config.epochs):
+        started = time.perf_counter()
+        lr = strategy.lr
+        sums = None
+        seen = 0
+        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not progress, unit="step", dynamic_ncols=True)
+        for step, train in enumerate(bar):
+            m = strategy.step(train, next(val_stream))
+            values = torch.stack([m["train_loss"] * len(train[1]),
+                                  m["train_correct"].to(m["train_loss"].dtype), m["arch_loss"]])
+            sums = values if sums is None else sums + values
+            seen += len(train[1])
+            if progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
+        bar.close()
+        steps = len(train_batches)
+        train_loss, train_acc, arch_loss = (sums / torch.tensor(
+            [seen, seen, steps], device=sums.device)).tolist()
+        strategy.end_epoch()
+        child_loss, child_acc = evaluate(net, strategy.child_plans(), eval_batches)
+        genotype = strategy.genotype()
+        record = {
+            "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+            "arch_loss": arch_loss, "child_val_loss": child_loss, "child_val_acc": child_acc,
+            "seconds": time.perf_counter() - started, "genotype": genotype.to_dict(),
+        }
+        history.append(record)
+        run.log_metrics(record)
+        run.save_torch("checkpoint.pt", {"epoch": epoch + 1, "config": config.to_dict(),
+                                         "strategy": strategy.state_dict()})
+        log(f"epoch {epoch + 1}/{config.epochs}  train loss {train_loss:.3f} acc "
+            f"{100 * train_acc:.1f}%  arch loss {arch_loss:.3f}  child val loss "
+            f"{child_loss:.3f} acc {100 * child_acc:.1f}%  lr {lr:.4f}  "
+            f"{record['seconds']:.1f}s  {genotype.compact()}")
+
+    genotype = strategy.genotype()
+    run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in strategy.arch.items()})
+    genotype.save(run.file("genotype.json"))
+    log(f"genotype: {genotype}")
+    log(f"run directory: {out} (config.yaml, metrics.jsonl, checkpoint.pt, arch.pt, "
+        f"genotype.json)")
+    return SearchResult(genotype, out, history, strategy)

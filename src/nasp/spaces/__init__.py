@@ -1,0 +1,21 @@
+"""Search spaces by name."""
+
+from __future__ import annotations
+
+from nasp.spaces.base import SearchSpace
+from nasp.spaces.darts_cnn import ChildNetwork, DartsCNNSpace, Supernet
+
+SPACES = {"darts": DartsCNNSpace}
+
+
+def build_space(name: str = "darts", primitives: str = "darts-7") -> SearchSpace:
+    """The search space ``name`` with the named primitive set."""
+    try:
+        cls = SPACES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None
+    return cls(primitives)
+
+
+__all__ = ["SPACES", "ChildNetwork", "DartsCNNSpace", "SearchSpace", "Supernet", "build_space"]

@@ -1,0 +1,328 @@
+"""The DARTS convolutional cell space (Liu et al., 2019), as NASP searches it.
+
+A cell has two inputs (the outputs of the two previous cells, states 0 and 1), ``steps`` (4)
+intermediate nodes and outputs the channel concatenation of the intermediate nodes. Node ``i``
+(state ``i + 2``) sums one edge from every earlier state, so the cell has
+``2 + 3 + 4 + 5 = 14`` edges, numbered node by node: rows 0-1 enter node 0, 2-4 node 1, 5-8 node 2
+and 9-13 node 3. After derivation each node keeps 2 incoming edges.
+
+The network: a 3x3 convolution stem to ``3 C`` channels, ``layers`` cells of which those at
+``layers // 3`` and ``2 * layers // 3`` are reduction cells (stride 2 on the edges leaving the cell
+inputs, channels doubled), global average pooling and a linear classifier. All normal cells share
+one architecture matrix and all reduction cells another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from nasp.genotype import Genotype
+from nasp.mixed import CellPlan, MixedOp
+from nasp.ops import OPS, FactorizedReduce, ReLUConvBN, op_parameter_count, primitive_set, search_op
+from nasp.prox import prox_c1
+from nasp.spaces.base import ArchTensors, Selection
+
+__all__ = ["ChildNetwork", "DartsCNNSpace", "Supernet"]
+
+CELL_TYPES = ("normal", "reduce")
+
+
+def _edge_offsets(steps: int) -> list[int]:
+    """Index of the first edge entering each node."""
+    offsets, e = [], 0
+    for i in range(steps):
+        offsets.append(e)
+        e += i + 2
+    return offsets
+
+
+def _reduction_layers(layers: int) -> tuple[int, int]:
+    return layers // 3, 2 * layers // 3
+
+
+def _check_size(layers: int, channels: int) -> None:
+    if layers < 3:
+        raise ValueError(
+            f"--layers must be at least 3 so that the network has normal and reduction cells; "
+            f"got {layers}"
+        )
+    if channels < 2 or channels % 2:
+        raise ValueError(
+            f"--channels must be an even number >= 2 (reduction halves are concatenated); "
+            f"got {channels}"
+        )
+
+
+def _preprocess(C_pp: int, C_p: int, C: int, reduction_prev: bool,
+                affine: bool) -> tuple[nn.Module, nn.Module]:
+    pre0 = (FactorizedReduce(C_pp, C, affine) if reduction_prev
+            else ReLUConvBN(C_pp, C, 1, 1, 0, affine))
+    return pre0, ReLUConvBN(C_p, C, 1, 1, 0, affine)
+
+
+class SearchCell(nn.Module):
+    """A supernet cell: one :class:`MixedOp` per edge."""
+
+    def __init__(self, steps: int, C_pp: int, C_p: int, C: int, reduction: bool,
+                 reduction_prev: bool, primitives: Sequence[str]):
+        super().__init__()
+        self.steps = steps
+        self.reduction = reduction
+        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, False)
+        self.edges = nn.ModuleList(
+            MixedOp(C, 2 if reduction and j < 2 else 1, primitives)
+            for i in range(steps) for j in range(i + 2)
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        rows = plan.weights.unbind(0) if plan.weights is not None else None
+        selection = plan.selection
+        e = 0
+        for _ in range(self.steps):
+            node = None
+            for h in states:
+                index = selection[e] if selection is not None else -1
+                if plan.mode == "discrete" and index < 0:
+                    e += 1
+                    continue  # an edge the projection drops is not computed at all
+                y = self.edges[e](h, plan.mode, rows[e] if rows is not None else None, index)
+                node = y if node is None else node + y
+                e += 1
+            if node is None:
+                raise ValueError("a discrete selection left a node without any incoming edge")
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+
+class Supernet(nn.Module):
+    """The search network: every edge holds all candidate ops of its cell type.
+
+    ``forward(x, plans)`` takes a :class:`~nasp.mixed.CellPlan` per cell type (``"normal"``,
+    ``"reduce"``) that says how each edge runs.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, layers: int, channels: int,
+                 primitives: Mapping[str, Sequence[str]], steps: int = 4, multiplier: int = 4,
+                 stem_multiplier: int = 3):
+        super().__init__()
+        _check_size(layers, channels)
+        self.steps = steps
+        C_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in _reduction_layers(layers)
+            if reduction:
+                C_curr *= 2
+            cell_type = "reduce" if reduction else "normal"
+            self.cells.append(SearchCell(steps, C_pp, C_p, C_curr, reduction, reduction_prev,
+                                         primitives[cell_type]))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x: torch.Tensor, plans: Mapping[str, CellPlan]) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, plans["reduce" if cell.reduction else "normal"])
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+
+class ChildCell(nn.Module):
+    """A cell of a discrete network built from a genotype's (op, input) pairs."""
+
+    def __init__(self, pairs: Sequence[tuple[str, int]], concat: Sequence[int], C_pp: int,
+                 C_p: int, C: int, reduction: bool, reduction_prev: bool, search_ops: bool):
+        super().__init__()
+        self.reduction = reduction
+        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev,
+                                                         not search_ops)
+        self.inputs = tuple(j for _, j in pairs)
+        self.concat = tuple(concat)
+        make = search_op if search_ops else (lambda name, c, s: OPS[name](c, s, True))
+        self.ops = nn.ModuleList(
+            make(name, C, 2 if reduction and j < 2 else 1) for name, j in pairs)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for i in range(0, len(self.ops), 2):
+            a = self.ops[i](states[self.inputs[i]])
+            b = self.ops[i + 1](states[self.inputs[i + 1]])
+            states.append(a + b)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+class ChildNetwork(nn.Module):
+    """The discrete network of a genotype: a plain ``nn.Module`` mapping images to logits.
+
+    With ``search_ops=True`` its ops are the search supernet's (BatchNorm without affine
+    parameters, pooling followed by BatchNorm), so weights copied from a supernet reproduce the
+    supernet's discrete forward pass exactly (see :meth:`DartsCNNSpace.extract_child`).
+    """
+
+    def __init__(self, genotype: Genotype, in_channels: int, num_classes: int, layers: int,
+                 channels: int, search_ops: bool = False, stem_multiplier: int = 3):
+        super().__init__()
+        _check_size(layers, channels)
+        self.genotype = genotype
+        C_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_pp, C_p, C_curr = C_curr, C_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in _reduction_layers(layers)
+            if reduction:
+                C_curr *= 2
+                pairs, concat = genotype.reduce, genotype.reduce_concat
+            else:
+                pairs, concat = genotype.normal, genotype.normal_concat
+            self.cells.append(ChildCell(pairs, concat, C_pp, C_p, C_curr, reduction,
+                                        reduction_prev, search_ops))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, len(concat) * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_p, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+
+class DartsCNNSpace:
+    """The DARTS CNN cell space with a named primitive set (``darts``, ``darts-7``, ``nasp-12``)."""
+
+    name = "darts"
+    cell_types = CELL_TYPES
+
+    def __init__(self, primitives: str = "darts-7", steps: int = 4, keep: int = 2):
+        normal, reduce = primitive_set(primitives)
+        self.primitive_set = primitives
+        self.primitives = {"normal": normal, "reduce": reduce}
+        self.steps = steps
+        self.keep = keep
+        self.offsets = _edge_offsets(steps)
+        self.num_edges = sum(i + 2 for i in range(steps))
+        self.edge_node = torch.tensor([i for i in range(steps) for _ in range(i + 2)])
+
+    def arch_shapes(self) -> dict[str, tuple[int, int]]:
+        return {t: (self.num_edges, len(self.primitives[t])) for t in CELL_TYPES}
+
+    def project(self, A: ArchTensors) -> dict[str, torch.Tensor]:
+        return {t: prox_c1(A[t], self.edge_node.to(A[t].device), self.keep) for t in CELL_TYPES}
+
+    def build_supernet(self, in_channels: int, num_classes: int, layers: int,
+                       channels: int) -> Supernet:
+        return Supernet(in_channels, num_classes, layers, channels, self.primitives, self.steps)
+
+    def build_child(self, genotype: Genotype, in_channels: int, num_classes: int, layers: int,
+                    channels: int, search_ops: bool = False) -> ChildNetwork:
+        self.selection_of(genotype)  # checks the genotype fits this space
+        return ChildNetwork(genotype, in_channels, num_classes, layers, channels, search_ops)
+
+    def extract_child(self, supernet: Supernet, genotype: Genotype) -> ChildNetwork:
+        """The child network of ``genotype`` holding a copy of the supernet's weights.
+
+        Its forward pass equals ``supernet(x, plans)`` with the discrete plans of ``genotype``.
+        """
+        first = supernet.stem[0]
+        layers = len(supernet.cells)
+        channels = supernet.cells[0].preprocess1[1].out_channels
+        child = ChildNetwork(genotype, first.in_channels, supernet.classifier.out_features,
+                             layers, channels, search_ops=True,
+                             stem_multiplier=first.out_channels // channels
+                             ).to(first.weight.device, first.weight.dtype)
+        source = supernet.state_dict()
+        state = {name: value for name, value in source.items() if ".edges." not in name}
+        selection = self.selection_of(genotype)
+        for c, cell in enumerate(child.cells):
+            cell_type = "reduce" if cell.reduction else "normal"
+            pairs = genotype.reduce if cell.reduction else genotype.normal
+            for m, (_, j) in enumerate(pairs):
+                e = self.offsets[m // 2] + j
+                k = selection[cell_type][e]
+                prefix = f"cells.{c}.edges.{e}.ops.{k}."
+                for name, value in source.items():
+                    if name.startswith(prefix):
+                        state[f"cells.{c}.ops.{m}." + name[len(prefix):]] = value
+        child.load_state_dict(state)
+        return child
+
+    def derive(self, A: ArchTensors) -> Genotype:
+        """DARTS/NASP derivation on ``W = softmax(A)`` per row, ``none`` excluded.
+
+        Per node, the 2 incoming edges with the largest ``max_k W[e, k]`` (ties: lowest edge
+        index), listed strongest first; on each, the op ``argmax_k W[e, k]`` (ties: lowest op).
+        """
+        cells = {}
+        for t in CELL_TYPES:
+            names = self.primitives[t]
+            W = torch.softmax(A[t].detach().double().cpu(), dim=-1)
+            usable = torch.tensor([name != "none" for name in names])
+            W = W.masked_fill(~usable, float("-inf"))
+            strength, best = W.max(dim=1)
+            pairs = []
+            for i, start in enumerate(self.offsets):
+                inputs = sorted(range(i + 2), key=lambda j, s=start: -strength[s + j].item())
+                for j in inputs[: self.keep]:
+                    pairs.append((names[best[start + j].item()], j))
+            cells[t] = pairs
+        concat = list(range(2, self.steps + 2))
+        return Genotype(normal=cells["normal"], normal_concat=concat,
+                        reduce=cells["reduce"], reduce_concat=concat)
+
+    def genotype_of(self, selection: Selection) -> Genotype:
+        cells = {}
+        for t in CELL_TYPES:
+            names = self.primitives[t]
+            pairs = []
+            for i, start in enumerate(self.offsets):
+                kept = [(names[selection[t][start + j]], j)
+                        for j in range(i + 2) if selection[t][start + j] >= 0]
+                if len(kept) != self.keep:
+                    raise ValueError(f"{t} cell node {i + 2} has {len(kept)} selected edges, "
+                                     f"expected {self.keep}")
+                pairs.extend(kept)
+            cells[t] = pairs
+        concat = list(range(2, self.steps + 2))
+        return Genotype(normal=cells["normal"], normal_concat=concat,
+                        reduce=cells["reduce"], reduce_concat=concat)
+
+    def selection_of(self, genotype: Genotype) -> dict[str, tuple[int, ...]]:
+        if genotype.steps != self.steps:
+            raise ValueError(f"the genotype has {genotype.steps} nodes per cell; this space has "
+                             f"{self.steps}")
+        out = {}
+        for t, pairs in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            names = self.primitives[t]
+            sel = [-1] * self.num_edges
+            for m, (name, j) in enumerate(pairs):
+                if name not in names:
+                    raise ValueError(
+                        f"the genotype's {t} cell uses {name!r}, which is not in the "
+                        f"{self.primitive_set!r} primitive set ({', '.join(names)}); "
+                        f"choose a set that has it with --primitives")
+                e = self.offsets[m // 2] + j
+                if sel[e] >= 0:
+                    raise ValueError(f"the genotype's {t} cell node {m // 2 + 2} uses input {j} "
+                                     f"twice, which one supernet edge cannot represent")
+                sel[e] = names.index(name)
+            out[t] = tuple(sel)
+        return out
+
+    def op_costs(self, cell_type: str) -> torch.Tensor:
+        counts = torch.tensor(
+            [float(op_parameter_count(n, 16)) for n in self.primitives[cell_type]])
+        total = counts.sum()
+        return counts / total if total > 0 else counts

@@ -1,0 +1,27 @@
+"""Search strategies by name: ``nasp``, ``darts`` (first order), ``darts2`` (second order)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from nasp.config import SearchConfig
+from nasp.spaces.base import SearchSpace
+from nasp.strategies.base import Strategy
+from nasp.strategies.darts import DARTS, DARTS2
+from nasp.strategies.nasp import NASP
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (NASP, DARTS, DARTS2)}
+
+
+def build_strategy(name: str, space: SearchSpace, net: nn.Module,
+                   config: SearchConfig) -> Strategy:
+    """The strategy ``name`` searching ``space`` with the supernet ``net``."""
+    try:
+        cls = STRATEGIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+    return cls(space, net, config)
+
+
+__all__ = ["DARTS", "DARTS2", "NASP", "STRATEGIES", "Strategy", "build_strategy"]

@@ -1,0 +1,91 @@
+"""NASP: architecture search by proximal iterations (Yao, Xu, Tu, Zhu, AAAI 2020, Algorithm 2).
+
+The architecture ``A`` (one ``E x K`` matrix per cell type) is continuous, initialised to 0.5 and
+kept in ``C2 = [0, 1]``; the network only ever runs at its projection ``A_bar = prox_C1(A)``
+(one op per edge, two edges per node). One iteration:
+
+1. ``A_bar = prox_C1(A)``;
+2. on a validation batch, the loss ``L_val(w, A_bar) + lambda * R(A_bar)`` with the network at
+   ``A_bar``; its gradient with respect to ``A_bar`` becomes ``A.grad``;
+3. an Adam step on ``A``, then ``A = prox_C2(A) = clamp(A, 0, 1)``;
+4. ``A_bar = prox_C1(A)``;
+5. an SGD step on the weights with a training batch through the discrete child at ``A_bar``:
+   ops that ``A_bar`` does not select are not executed.
+
+``R(A_bar) = sum_{normal edges e, ops k} b_k A_bar[e, k]^2`` with ``b_k`` the parameter count of
+op ``k`` normalised over the primitive set (sum 1); ``lambda`` is ``size_penalty`` (default 0).
+
+The architecture step runs in ``sparse`` mode by default (the selected ops with autograd, the
+others forward-only; exact gradients, see :mod:`nasp.mixed`); ``arch_mode="reference"`` runs
+every op with autograd as the original code does. Both give the same update.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from nasp.mixed import CellPlan
+from nasp.prox import prox_c2, selection_indices
+from nasp.strategies.base import Batch, Strategy
+
+__all__ = ["NASP"]
+
+
+class NASP(Strategy):
+    name = "nasp"
+
+    def __init__(self, space, net, config):
+        super().__init__(space, net, config)
+        like = self.arch["normal"]
+        self.costs = space.op_costs("normal").to(like.device, like.dtype)
+        self.project()
+
+    def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
+        A = torch.full(shape, 0.5)
+        if self.config.init_noise:
+            A += self.config.init_noise * torch.randn(shape)
+        return A
+
+    def project(self) -> None:
+        """Recompute ``A_bar = prox_C1(A)`` and the per-edge selection (one host sync)."""
+        self.A_bar = self.space.project(self.arch)
+        types = list(self.A_bar)
+        flat = torch.cat([selection_indices(self.A_bar[t]) for t in types]).tolist()
+        n = len(flat) // len(types)
+        self.selection = {t: tuple(flat[i * n:(i + 1) * n]) for i, t in enumerate(types)}
+
+    def size_regulariser(self, A_bar: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``R(A_bar) = sum_{e,k} b_k A_bar_normal[e, k]^2``."""
+        return (self.costs * A_bar["normal"].square()).sum()
+
+    def arch_gradient(self, val: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Gradient of the architecture objective with respect to ``A_bar``, and the loss."""
+        x, y = val
+        A_bar = {t: a.detach().requires_grad_(True) for t, a in self.A_bar.items()}
+        plans = {t: CellPlan(self.config.arch_mode, A_bar[t], self.selection[t]) for t in A_bar}
+        loss = F.cross_entropy(self.net(x, plans), y)
+        objective = loss
+        if self.config.size_penalty:
+            objective = loss + self.config.size_penalty * self.size_regulariser(A_bar)
+        grads = torch.autograd.grad(objective, list(A_bar.values()))
+        return dict(zip(A_bar, grads)), loss.detach()
+
+    def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+        grads, arch_loss = self.arch_gradient(val)
+        self.set_arch_grads(grads)
+        with torch.no_grad():
+            for a in self.arch.values():
+                a.copy_(prox_c2(a))
+        self.project()
+        plans = {t: CellPlan("discrete", selection=s) for t, s in self.selection.items()}
+        loss, correct = self.weight_step(train, plans)
+        return {"train_loss": loss, "train_correct": correct, "arch_loss": arch_loss}
+
+    def child_plans(self) -> dict[str, CellPlan]:
+        """The network NASP trains: the discrete child at ``A_bar``."""
+        return {t: CellPlan("discrete", selection=s) for t, s in self.selection.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.project()

@@ -1,0 +1,27 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasp.config import SearchConfig
+from nasp.spaces import DartsCNNSpace
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def tiny():
+    """A tiny seeded float64 supernet (3 cells, C 4, 8x8 RGB, 5 classes) and two batches."""
+    torch.manual_seed(0)
+    space = DartsCNNSpace("darts-7")
+    net = space.build_supernet(3, 5, layers=3, channels=4).double()
+    g = torch.Generator().manual_seed(1)
+    train = (torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),
+             torch.randint(0, 5, (6,), generator=g))
+    val = (torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),
+           torch.randint(0, 5, (6,), generator=g))
+    return space, net, train, val
+
+
+def tiny_config(**changes) -> SearchConfig:
+    return SearchConfig(layers=3, channels=4, **changes)

@@ -1,0 +1,81 @@
+"""The nasp command end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import SHARED_DATA
+
+from nasp.cli import main
+
+TINY = ["search", "--preset", "tiny", "--epochs", "1", "--subset", "64", "--no-progress"]
+
+
+def test_search_command_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" in printed and "child val" in printed
+    assert "genotype: Genotype(normal=[" in printed
+    assert str(out) in printed
+    for name in ("config.yaml", "metrics.jsonl", "arch.pt", "genotype.json", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    genotype = json.loads((out / "genotype.json").read_text())
+    assert len(genotype["normal"]) == 8
+
+
+def test_options_reach_the_config(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, "--out", str(out), "--primitives", "nasp-12", "--layers", "4",
+            "--channels", "6", "--batch-size", "16", "--size-penalty", "0.5",
+            "--strategy", "nasp"]
+    assert main(args) == 0
+    config = (out / "config.yaml").read_text()
+    for line in ("primitives: nasp-12", "layers: 4", "channels: 6", "batch_size: 16",
+                 "size_penalty: 0.5", "subset: 64"):
+        assert line in config
+
+
+def test_missing_data_directory_is_a_clear_error(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    code = main([*TINY, "--dataset", "cifar10", "--data-dir", str(missing),
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(missing) in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_option_value_is_a_clear_error(tmp_path, capsys):
+    assert main([*TINY, "--channels", "5", "--out", str(tmp_path / "r")]) == 2
+    assert "--channels" in capsys.readouterr().err
+
+
+def test_existing_run_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out)]) == 0
+    before = (out / "metrics.jsonl").read_text()
+    assert main([*TINY, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_text() == before
+    assert main([*TINY, "--out", str(out), "--overwrite"]) == 0
+
+
+def test_python_dash_m_entry_point():
+    result = subprocess.run([sys.executable, "-m", "nasp", "search", "--help"],
+                            capture_output=True, text=True, env={**os.environ}, check=False)
+    assert result.returncode == 0
+    assert "--size-penalty" in result.stdout
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "cifar-10-batches-py").is_dir(),
+                    reason="CIFAR-10 not found at ../shared/data (a fresh clone has no data)")
+def test_cifar10_search_runs(tmp_path):
+    out = tmp_path / "cifar"
+    code = main(["search", "--dataset", "cifar10", "--data-dir", str(SHARED_DATA),
+                 "--subset", "128", "--epochs", "1", "--layers", "3", "--channels", "4",
+                 "--batch-size", "32", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert (out / "genotype.json").exists()
