@@ -25,3 +25,13 @@ def tiny():
 
 def tiny_config(**changes) -> SearchConfig:
     return SearchConfig(layers=3, channels=4, **changes)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one CPU thread: on tiny tensors it is faster, and a core busy with another
+    process cannot stall it in OpenMP barriers (seen to slow tiny forward passes 100x)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,12 +10,15 @@ from conftest import SHARED_DATA
 
 from nasp.cli import main
 
-TINY = ["search", "--preset", "tiny", "--epochs", "1", "--subset", "64", "--no-progress"]
+TINY = ["search", "--preset", "tiny", "--epochs", "1", "--subset", "64", "--no-progress",
+        "--no-plots"]
 
 
 def test_search_command_end_to_end(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     out = tmp_path / "run"
-    assert main([*TINY, "--out", str(out), "--seed", "1"]) == 0
+    with_plots = [a for a in TINY if a != "--no-plots"]
+    assert main([*with_plots, "--out", str(out), "--seed", "1"]) == 0
     printed = capsys.readouterr().out
     assert "epoch 1/1" in printed and "child val" in printed
     assert "genotype: Genotype(normal=[" in printed
@@ -24,6 +27,10 @@ def test_search_command_end_to_end(tmp_path, capsys):
         assert (out / name).is_file(), name
     genotype = json.loads((out / "genotype.json").read_text())
     assert len(genotype["normal"]) == 8
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert len(record["arch"]["normal"]) == 14
+    for picture in ("normal.png", "reduce.png", "curves.png", "arch_evolution.png"):
+        assert (out / picture).stat().st_size > 0, picture
 
 
 def test_options_reach_the_config(tmp_path):

@@ -14,7 +14,7 @@ from nasp.spaces import DartsCNNSpace
 def nasp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "nasp"
     config = preset("tiny", epochs=4, out=str(out), seed=3)
-    return config, search(config, progress=False, log=lambda s: None)
+    return config, search(config, progress=False, plots=False, log=lambda s: None)
 
 
 def test_search_lowers_training_loss_and_returns_valid_genotype(nasp_run):
@@ -47,7 +47,7 @@ def test_run_directory_contents(nasp_run):
 
 def test_same_seed_same_genotype(nasp_run, tmp_path):
     config, result = nasp_run
-    again = search(config.replace(out=str(tmp_path / "again")), progress=False,
+    again = search(config.replace(out=str(tmp_path / "again")), progress=False, plots=False,
                    log=lambda s: None)
     assert again.genotype == result.genotype
     for t in result.strategy.arch:
@@ -58,13 +58,13 @@ def test_refuses_to_overwrite_a_run(nasp_run):
     config, result = nasp_run
     before = (result.run_dir / "metrics.jsonl").read_text()
     with pytest.raises(RunDirError, match="already holds a run"):
-        search(config, progress=False, log=lambda s: None)
+        search(config, progress=False, plots=False, log=lambda s: None)
     assert (result.run_dir / "metrics.jsonl").read_text() == before
 
 
 @pytest.mark.parametrize("strategy", ["darts", "darts2"])
 def test_darts_baselines_search(strategy, tmp_path):
     config = preset("tiny", strategy=strategy, epochs=1, subset=64, out=str(tmp_path / "r"))
-    result = search(config, progress=False, log=lambda s: None)
+    result = search(config, progress=False, plots=False, log=lambda s: None)
     assert isinstance(result.genotype, Genotype)
     assert (tmp_path / "r" / "genotype.json").exists()

@@ -5,12 +5,28 @@ The public API::
     from nasp import SearchConfig, search
     result = search(SearchConfig(dataset="digits", epochs=5))
     print(result.genotype)
+
+    from nasp import train, train_preset
+    trained = train(result.genotype, train_preset("quick", out="runs/my-cell"))
+    trained.net  # a plain nn.Module; runs/my-cell holds best.pt, last.pt, pictures
 """
 
-from nasp.config import ConfigError, SearchConfig, load_config, preset
+from nasp.config import (
+    TRAIN_PRESETS,
+    ConfigError,
+    SearchConfig,
+    TrainConfig,
+    load_config,
+    preset,
+    train_preset,
+)
+from nasp.evaluation import flop_count, parameter_count
+from nasp.export import export_checkpoint, export_model
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype, GenotypeError, resolve_genotype
 from nasp.loops.search import SearchResult, search
+from nasp.loops.train import TrainResult, evaluate_checkpoint, resume, train
 from nasp.mixed import CellPlan, MixedOp
+from nasp.model import CheckpointError, TrainedModel, load_trained, model_info
 from nasp.ops import OPS, PRIMITIVE_SETS
 from nasp.prox import prox_c1, prox_c2
 from nasp.runs import RunDirError
@@ -25,4 +41,8 @@ __all__ = [
     "MixedOp", "RunDirError", "SearchConfig", "SearchResult", "SearchSpace", "Strategy", "Supernet",
     "build_space", "build_strategy", "load_config", "preset", "prox_c1", "prox_c2",
     "resolve_genotype", "search",
+    # training from scratch, testing, export
+    "TRAIN_PRESETS", "CheckpointError", "TrainConfig", "TrainResult", "TrainedModel",
+    "evaluate_checkpoint", "export_checkpoint", "export_model", "flop_count", "load_trained",
+    "model_info", "parameter_count", "resume", "train", "train_preset",
 ]

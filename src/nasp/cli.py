@@ -7,18 +7,23 @@ one paragraph on stderr with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
-from nasp.config import PRESETS, ConfigError, load_config, preset
+from nasp.config import PRESETS, TRAIN_PRESETS, ConfigError, load_config, preset, train_preset
 from nasp.data import DATASETS, DatasetError
+from nasp.export import FORMATS, ExportError
+from nasp.extras import MissingExtraError
 from nasp.genotype import GenotypeError
+from nasp.model import CheckpointError
 from nasp.ops import PRIMITIVE_SETS
 from nasp.runs import RunDirError
 from nasp.spaces import SPACES
 from nasp.strategies import STRATEGIES
 
-USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError)
+USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError, CheckpointError,
+               ExportError, MissingExtraError)
 
 
 def _search_parser(sub) -> None:
@@ -54,10 +59,15 @@ def _search_parser(sub) -> None:
                    help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
+                   help="tensor layout (auto: channels_last on CPU, contiguous on CUDA)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="draw no pictures at the end")
     p.set_defaults(func=_cmd_search)
 
 
@@ -68,13 +78,253 @@ def _cmd_search(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
-                     "arch_mode", "init_noise", "seed", "device", "out")
+                     "arch_mode", "init_noise", "seed", "device", "memory_format", "precision",
+                     "out")
     }
     if args.config:
         config = load_config(args.config).replace(**overrides)
     else:
         config = preset(args.preset, **overrides)
-    search(config, overwrite=args.overwrite, progress=not args.no_progress)
+    search(config, overwrite=args.overwrite, progress=not args.no_progress,
+           plots=not args.no_plots)
+    return 0
+
+
+_TRAIN_OPTIONS = ("dataset", "data_dir", "subset", "network", "epochs", "layers", "channels",
+                  "batch_size", "lr", "cutout", "drop_path", "auxiliary_weight",
+                  "label_smoothing", "seed", "device", "memory_format", "precision", "out")
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a cell's network from scratch",
+        description="Train the evaluation network of a cell from scratch (DARTS/NASP protocol: "
+                    "drop-path, auxiliary head, cutout, cosine lr). GENOTYPE is a built-in name "
+                    "(DARTS_V1, DARTS_V2, NASP), a genotype.json, a search run directory or "
+                    "DARTS Genotype(...) text. With no options it trains on the built-in 8x8 "
+                    "digits in about a minute on a CPU. Options left out take the preset's "
+                    "value.")
+    p.add_argument("genotype", nargs="?", metavar="GENOTYPE",
+                   help="the cell to train (may be left out with --resume)")
+    p.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
+                   help="starting configuration: tiny (seconds), quick (default), paper "
+                        "(CIFAR-10, 20 cells, C 36, 600 epochs), imagenet (image folder of "
+                        "224x224 images, 14 cells, C 48, 250 epochs)")
+    p.add_argument("--dataset", choices=sorted(DATASETS))
+    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
+    p.add_argument("--subset", type=int, metavar="N", help="train on the first N images only")
+    p.add_argument("--network", choices=["cifar", "imagenet"],
+                   help="cifar: 3x3 stem (default); imagenet: three stride-2 stem convolutions")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--layers", type=int, help="cells in the network")
+    p.add_argument("--channels", type=int, help="initial channels C")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="initial learning rate")
+    p.add_argument("--cutout", type=int, metavar="PIXELS", help="cutout size (0 = off)")
+    p.add_argument("--drop-path", type=float, metavar="P",
+                   help="final drop-path probability, ramped up linearly (0 = off)")
+    p.add_argument("--auxiliary-weight", type=float, metavar="W",
+                   help="weight of the auxiliary head's loss (0 = no auxiliary head)")
+    p.add_argument("--label-smoothing", type=float, metavar="EPS")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
+                   help="tensor layout (auto: channels_last on CPU, contiguous on CUDA)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="autocast precision of the training steps (auto: bf16 on CUDA, fp32 "
+                        "on CPU)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/train-...)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --out to name a directory that already holds a run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt, with its configuration")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to RUN_DIR/tensorboard (needs the tensorboard extra)")
+    p.add_argument("--no-plots", action="store_true", help="draw no pictures at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nasp.loops.train import resume, train
+
+    overrides = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
+    options = dict(progress=not args.no_progress, tensorboard=args.tensorboard,
+                   plots=not args.no_plots)
+    if args.resume:
+        if args.out is None or args.preset or args.overwrite:
+            raise ConfigError("--resume continues the run in --out RUN_DIR with the "
+                              "configuration saved there: give --out, and neither --preset nor "
+                              "--overwrite")
+        del overrides["out"]
+        resume(args.out, genotype=args.genotype, **options, **overrides)
+        return 0
+    if args.genotype is None:
+        raise ConfigError("nasp train needs the GENOTYPE to train: a built-in name (DARTS_V1, "
+                          "DARTS_V2, NASP), a genotype.json, a search run directory or DARTS "
+                          "Genotype(...) text")
+    train(args.genotype, train_preset(args.preset or "quick", **overrides),
+          overwrite=args.overwrite, **options)
+    return 0
+
+
+def _test_parser(sub) -> None:
+    p = sub.add_parser(
+        "test", help="accuracy of a trained checkpoint on a test split",
+        description="Top-1 and top-5 accuracy and mean loss of a trained checkpoint (best.pt or "
+                    "last.pt of a nasp train run, or the run directory for its last.pt) on the "
+                    "test split of a data set (default: the one it was trained on).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--dataset", choices=sorted(DATASETS))
+    p.add_argument("--data-dir", metavar="DIR")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.set_defaults(func=_cmd_test)
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from nasp.loops.train import evaluate_checkpoint
+
+    r = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_dir, args.device,
+                        args.batch_size)
+    print(f"{r['checkpoint']} (epoch {r['epoch']}) on the {r['images']} test images of "
+          f"{r['dataset']}: top-1 {100 * r['top1']:.2f}%  top-5 {100 * r['top5']:.2f}%  "
+          f"loss {r['loss']:.4f}")
+    return 0
+
+
+def _info_parser(sub) -> None:
+    p = sub.add_parser(
+        "info", help="parameters and FLOPs of a cell's network",
+        description="Parameter count (auxiliary head excluded, as the papers count) and FLOPs "
+                    "of one image (torch.utils.flop_counter; a multiply-add counts 2) of the "
+                    "evaluation network of a genotype (default size: 20 cells, C 36, CIFAR-10 "
+                    "images) or of a trained checkpoint (its own size). Reads no data except "
+                    "for --dataset folder.")
+    p.add_argument("spec", metavar="GENOTYPE|CHECKPOINT")
+    p.add_argument("--layers", type=int)
+    p.add_argument("--channels", type=int)
+    p.add_argument("--network", choices=["cifar", "imagenet"])
+    p.add_argument("--dataset", choices=sorted(DATASETS),
+                   help="take image channels, size and classes from this data set")
+    p.add_argument("--data-dir", metavar="DIR", help="only read for --dataset folder")
+    p.add_argument("--image-size", type=int, metavar="PIXELS")
+    p.add_argument("--in-channels", type=int)
+    p.add_argument("--classes", type=int)
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from nasp.model import model_info
+
+    info = model_info(args.spec, layers=args.layers, channels=args.channels,
+                      network=args.network, dataset=args.dataset, data_dir=args.data_dir,
+                      in_channels=args.in_channels, image_size=args.image_size,
+                      num_classes=args.classes)
+    config, shape = info["config"], info["shape"]
+    print(info["genotype"])
+    print(f"{config.network} network, {config.layers} cells, C {config.channels}, "
+          f"{'x'.join(map(str, shape.input_shape))} input, {shape.num_classes} classes: "
+          f"{info['parameters'] / 1e6:.2f}M parameters (auxiliary head excluded), "
+          f"{_count(info['flops'])} FLOPs per image ({_count(info['flops'] / 2)} multiply-adds)")
+    return 0
+
+
+def _count(n: float) -> str:
+    """``1.06G``, ``528M``, ``4.6K``: three significant digits and an SI prefix."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.3g}{prefix}"
+    return f"{n:.3g}"
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a trained network to ONNX, TorchScript or torch.export",
+        description="Write the network of a trained checkpoint (eval mode, no auxiliary head) "
+                    "to a file that runs without nasp: onnx (needs the export extra), "
+                    "torchscript or pt2 (torch.export). It takes normalised float32 images of "
+                    "the trained size, any batch size; FILE.json records the shape, mean/std "
+                    "and classes.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", metavar="FILE",
+                   help="the model file (default: model.onnx / model.ts / model.pt2 next to "
+                        "the checkpoint)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nasp.export import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.format, args.out)
+    print(f"wrote {path} ({args.format}) and {path.name}.json")
+    return 0
+
+
+def _plot_parser(sub) -> None:
+    p = sub.add_parser(
+        "plot", help="draw the pictures of a run directory",
+        description="(Re)draw the pictures of a search or train run directory: cell diagrams "
+                    "(graphviz dot when installed, else matplotlib), learning curves and, for a "
+                    "search, the architecture weights. Needs the viz extra (matplotlib).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--no-dot", action="store_true",
+                   help="draw the cells with matplotlib even when graphviz is installed")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from nasp.viz import plot_run
+
+    for path in plot_run(args.run_dir, use_dot=False if args.no_dot else None):
+        print(path)
+    return 0
+
+
+def _bench_parser(sub) -> None:
+    from nasp.bench import VARIANTS
+
+    p = sub.add_parser(
+        "bench", help="time and measure one search iteration: NASP vs DARTS",
+        description="Per-iteration time (median of interleaved rounds after warm-up) and peak "
+                    "memory of the child network alone, NASP (sparse and reference architecture "
+                    "steps) and DARTS (first and second order), on one supernet and random data.")
+    p.add_argument("--layers", type=int, default=8)
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS), default="darts-7")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
+                   default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
+                   help=f"which to run (default all: {', '.join(VARIANTS)})")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from nasp.atomic import atomic_write_text
+    from nasp.bench import BenchSetup, format_table, run_bench
+
+    if args.repeats < 1 or args.warmup < 0:
+        raise ConfigError("--repeats must be at least 1 and --warmup at least 0")
+    setup = BenchSetup(layers=args.layers, channels=args.channels, batch_size=args.batch_size,
+                       image_size=args.image_size, device=args.device,
+                       primitives=args.primitives, memory_format=args.memory_format,
+                       precision=args.precision, seed=args.seed)
+    report = run_bench(setup, args.variants, args.repeats, args.warmup, not args.no_memory,
+                       log=lambda s: print(s, file=sys.stderr))
+    print(format_table(report))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"figures written to {args.json}")
     return 0
 
 
@@ -85,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "with DARTS baselines.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _search_parser(sub)
+    _bench_parser(sub)
+    _train_parser(sub)
+    _test_parser(sub)
+    _info_parser(sub)
+    _export_parser(sub)
+    _plot_parser(sub)
     return parser
 
 

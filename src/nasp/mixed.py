@@ -16,7 +16,9 @@ matrix, ``index`` the op selected on it, -1 for an edge the projection drops):
     ``sum_k A_bar_k o_k(x)``. Since ``A_bar_k = 0`` for the others, the output, the gradients of
     the network weights and of the edge input equal those of ``reference``, and
     ``dL/dA_bar_k = <dL/d(edge output), o_k(x)>`` is exact for every op, dropped edges included.
-    This is the fast NASP architecture step.
+    This is the fast NASP architecture step. It requires weights that vanish off the selection,
+    as ``prox_C1`` produces. A cell combines all edges entering a node in one
+    :func:`sparse_sum`, so the zero terms are never materialised.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import nn
 
 from nasp.ops import search_op
 
-__all__ = ["MODES", "CellPlan", "MixedOp"]
+__all__ = ["MODES", "CellPlan", "MixedOp", "sparse_sum"]
 
 MODES = ("dense", "discrete", "reference", "sparse")
 
@@ -59,6 +61,81 @@ class CellPlan:
             raise ValueError(f"mode {self.mode!r} needs a selection of one op per edge")
 
 
+class _SparseSum(torch.autograd.Function):
+    """``sum_i w[pos_i] * y_i`` where ``w`` vanishes off the first ``n_sel`` outputs.
+
+    Forward adds only the selected outputs (each times its weight); backward gives every weight
+    its exact gradient ``<g, y_i>`` and passes ``g * w[pos_i]`` to the selected outputs. The other
+    outputs were computed without autograd and receive nothing.
+    """
+
+    @staticmethod
+    def forward(ctx, weights, positions, n_sel, *outputs):
+        flat = weights.reshape(-1)
+        ctx.positions = positions
+        ctx.n_sel = n_sel
+        ctx.save_for_backward(weights, *outputs)
+        if n_sel == 0:
+            return torch.zeros_like(outputs[0])
+        total = outputs[0] * flat[positions[0]]
+        for i in range(1, n_sel):
+            total = total + outputs[i] * flat[positions[i]]
+        return total
+
+    @staticmethod
+    def backward(ctx, g):
+        weights, *outputs = ctx.saved_tensors
+        flat = weights.reshape(-1)
+        # one copy of g into the outputs' memory format, then every <g, y> is a plain dot
+        # product of two dense 1-D views (g often arrives as a strided slice of a concat)
+        layout = (torch.channels_last if _is_channels_last(outputs[0])
+                  else torch.contiguous_format)
+        g_flat = _flat(g.contiguous(memory_format=layout))
+        if g_flat.dtype in (torch.float16, torch.bfloat16):
+            g_flat = g_flat.float()
+        dots = torch.stack([torch.dot(g_flat, _flat(y.contiguous(memory_format=layout)).to(
+            g_flat.dtype)) for y in outputs])
+        index = torch.tensor(ctx.positions, device=weights.device)
+        grad_w = torch.zeros_like(flat).index_put_((index,), dots.to(flat.dtype), accumulate=True)
+        grad_outputs = [g * flat[ctx.positions[i]] for i in range(ctx.n_sel)]
+        grad_outputs += [None] * (len(outputs) - ctx.n_sel)
+        return grad_w.view_as(weights), None, None, *grad_outputs
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    return (t.dim() == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """A 1-D view of a dense NCHW or channels-last tensor, in memory order."""
+    return (t.permute(0, 2, 3, 1) if _is_channels_last(t) else t).reshape(-1)
+
+
+def sparse_sum(weights: torch.Tensor, edges: Sequence[tuple[MixedOp, torch.Tensor, int]]
+               ) -> torch.Tensor:
+    """Sparse-mode output of several edges entering one node.
+
+    ``weights`` holds the rows of those edges (``(len(edges), K)``; zero except at the selected
+    ops), ``edges`` the ``(mixed op, input, selected op or -1)`` of each. The selected ops run with
+    autograd, all others without; the result is ``sum_{e,k} weights[e, k] o_{e,k}(x_e)`` with exact
+    gradients for every weight (see the module docstring).
+    """
+    K = weights.shape[-1]
+    selected, others, pos_sel, pos_other = [], [], [], []
+    for row, (edge, x, index) in enumerate(edges):
+        for k, op in enumerate(edge.ops):
+            if k == index:
+                selected.append(op(x))
+                pos_sel.append(row * K + k)
+            else:
+                with torch.no_grad():
+                    others.append(op(x))
+                pos_other.append(row * K + k)
+    return _SparseSum.apply(weights, tuple(pos_sel + pos_other), len(selected),
+                            *selected, *others)
+
+
 class MixedOp(nn.Module):
     """One edge of the search supernet: candidate ops built by :func:`nasp.ops.search_op`."""
 
@@ -72,14 +149,6 @@ class MixedOp(nn.Module):
         if mode == "discrete":
             return self.ops[index](x)
         if mode == "sparse":
-            out = None
-            for k, (w, op) in enumerate(zip(weights.unbind(0), self.ops)):
-                if k == index:
-                    y = op(x)
-                else:
-                    with torch.no_grad():
-                        y = op(x)
-                out = w * y if out is None else out + w * y
-            return out
+            return sparse_sum(weights[None], [(self, x, index)])
         # dense and reference: the same computation, with softmax(alpha) or A_bar as weights
         return sum(w * op(x) for w, op in zip(weights.unbind(0), self.ops))

@@ -8,25 +8,25 @@ is read through one persistent, cycling iterator.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from nasp.config import ConfigError, SearchConfig
+from nasp.config import SearchConfig
 from nasp.data import Batches, load_dataset, search_split
+from nasp.device import resolve_device, resolve_memory_format
 from nasp.genotype import Genotype
+from nasp.loops.common import evaluate_classifier, seed_everything
 from nasp.runs import RunDir, default_run_dir
 from nasp.spaces import build_space
 from nasp.strategies import Strategy, build_strategy
+from nasp.viz import write_pictures
 
-__all__ = ["SearchResult", "evaluate", "resolve_device", "search", "seed_everything"]
+__all__ = ["SearchResult", "search"]
 
 
 @dataclass
@@ -37,47 +37,8 @@ class SearchResult:
     strategy: Strategy | None = None
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device name; use cpu, cuda, cuda:N "
-                          f"or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} was asked for, but PyTorch sees no CUDA device; "
-                          f"use --device cpu")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-@torch.no_grad()
-def evaluate(net: torch.nn.Module, plans, batches: Batches) -> tuple[float, float]:
-    """Mean loss and accuracy of the supernet run with ``plans``, in eval mode."""
-    was_training = net.training
-    net.eval()
-    loss_sum = correct = None
-    n = 0
-    for x, y in batches:
-        logits = net(x, plans)
-        batch_loss = F.cross_entropy(logits, y, reduction="sum")
-        batch_correct = (logits.argmax(1) == y).sum()
-        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-        correct = batch_correct if correct is None else correct + batch_correct
-        n += len(y)
-    net.train(was_training)
-    return loss_sum.item() / n, correct.item() / n
-
-
 def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = True,
-           log: Callable[[str], None] = print) -> SearchResult:
+           plots: bool = True, log: Callable[[str], None] = print) -> SearchResult:
     """Run a whole search as ``config`` says; write the run directory; return the genotype."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -87,18 +48,23 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
                                                                config.strategy)
     config = config.replace(out=str(out))
     space = build_space(config.space, config.primitives)
+    memory_format = resolve_memory_format(config.memory_format, device)
     net = space.build_supernet(data.in_channels, data.num_classes, config.layers,
-                               config.channels).to(device)
+                               config.channels).to(device, memory_format=memory_format)
     strategy = build_strategy(config.strategy, space, net, config)
     run = RunDir(out, overwrite=overwrite)
     run.write_text("config.yaml", config.to_yaml())
 
     generator = torch.Generator().manual_seed(config.seed)
+    channels_last = memory_format == torch.channels_last
     train_batches = Batches(train_half, config.batch_size, device=device, augment=True,
-                            cutout=config.cutout, generator=generator)
+                            cutout=config.cutout, generator=generator,
+                            channels_last=channels_last)
     val_stream = Batches(val_half, config.batch_size, device=device, augment=True,
-                         cutout=config.cutout, generator=generator).forever()
-    eval_batches = Batches(val_half, 2 * config.batch_size, device=device, shuffle=False)
+                         cutout=config.cutout, generator=generator,
+                         channels_last=channels_last).forever()
+    eval_batches = Batches(val_half, 2 * config.batch_size, device=device, shuffle=False,
+                           channels_last=channels_last)
     log(f"searching {config.strategy} on {config.dataset} ({len(train_half)} + {len(val_half)} "
         f"images, {tuple(data.images.shape[1:])}) with {config.layers} cells, C {config.channels},"
         f" primitives {config.primitives}, on {device}; run directory {out}")
@@ -124,12 +90,15 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
         train_loss, train_acc, arch_loss = (sums / torch.tensor(
             [seen, seen, steps], device=sums.device)).tolist()
         strategy.end_epoch()
-        child_loss, child_acc = evaluate(net, strategy.child_plans(), eval_batches)
+        plans = strategy.child_plans()
+        child = evaluate_classifier(net, eval_batches, forward=lambda x, p=plans: net(x, p))
+        child_loss, child_acc = child["loss"], child["top1"]
         genotype = strategy.genotype()
         record = {
             "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
             "arch_loss": arch_loss, "child_val_loss": child_loss, "child_val_acc": child_acc,
             "seconds": time.perf_counter() - started, "genotype": genotype.to_dict(),
+            "arch": {t: a.detach().cpu().tolist() for t, a in strategy.arch.items()},
         }
         history.append(record)
         run.log_metrics(record)
@@ -143,6 +112,8 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
     genotype = strategy.genotype()
     run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in strategy.arch.items()})
     genotype.save(run.file("genotype.json"))
+    if plots:
+        write_pictures(out, log)
     log(f"genotype: {genotype}")
     log(f"run directory: {out} (config.yaml, metrics.jsonl, checkpoint.pt, arch.pt, "
         f"genotype.json)")

@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from nasp.evaluation import AuxiliaryHead, ImageNetStem, drop_path
 from nasp.genotype import Genotype
-from nasp.mixed import CellPlan, MixedOp
+from nasp.mixed import CellPlan, MixedOp, sparse_sum
 from nasp.ops import OPS, FactorizedReduce, ReLUConvBN, op_parameter_count, primitive_set, search_op
 from nasp.prox import prox_c1
 from nasp.spaces.base import ArchTensors, Selection
@@ -79,6 +80,8 @@ class SearchCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        if plan.mode == "sparse":
+            return self._forward_sparse(states, plan)
         rows = plan.weights.unbind(0) if plan.weights is not None else None
         selection = plan.selection
         e = 0
@@ -95,6 +98,15 @@ class SearchCell(nn.Module):
             if node is None:
                 raise ValueError("a discrete selection left a node without any incoming edge")
             states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+    def _forward_sparse(self, states: list[torch.Tensor], plan: CellPlan) -> torch.Tensor:
+        e = 0
+        for _ in range(self.steps):
+            n = len(states)
+            edges = [(self.edges[e + j], h, plan.selection[e + j]) for j, h in enumerate(states)]
+            states.append(sparse_sum(plan.weights[e:e + n], edges))
+            e += n
         return torch.cat(states[2:], dim=1)
 
 
@@ -137,7 +149,12 @@ class Supernet(nn.Module):
 
 
 class ChildCell(nn.Module):
-    """A cell of a discrete network built from a genotype's (op, input) pairs."""
+    """A cell of a discrete network built from a genotype's (op, input) pairs.
+
+    ``forward(s0, s1, drop_prob)``: in training mode, with ``drop_prob > 0``, every op output
+    except those of identity ops (``skip_connect`` in a normal cell) goes through
+    :func:`~nasp.evaluation.drop_path`, as in the DARTS evaluation network.
+    """
 
     def __init__(self, pairs: Sequence[tuple[str, int]], concat: Sequence[int], C_pp: int,
                  C_p: int, C: int, reduction: bool, reduction_prev: bool, search_ops: bool):
@@ -150,13 +167,19 @@ class ChildCell(nn.Module):
         make = search_op if search_ops else (lambda name, c, s: OPS[name](c, s, True))
         self.ops = nn.ModuleList(
             make(name, C, 2 if reduction and j < 2 else 1) for name, j in pairs)
+        self.droppable = tuple(not isinstance(op, nn.Identity) for op in self.ops)
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for i in range(0, len(self.ops), 2):
-            a = self.ops[i](states[self.inputs[i]])
-            b = self.ops[i + 1](states[self.inputs[i + 1]])
-            states.append(a + b)
+        drop = self.training and drop_prob > 0.0
+        outputs = []
+        for m, op in enumerate(self.ops):
+            h = op(states[self.inputs[m]])
+            if drop and self.droppable[m]:
+                h = drop_path(h, drop_prob)
+            outputs.append(h)
+            if m % 2:
+                states.append(outputs[m - 1] + h)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
 
@@ -166,19 +189,42 @@ class ChildNetwork(nn.Module):
     With ``search_ops=True`` its ops are the search supernet's (BatchNorm without affine
     parameters, pooling followed by BatchNorm), so weights copied from a supernet reproduce the
     supernet's discrete forward pass exactly (see :meth:`DartsCNNSpace.extract_child`).
+
+    With the defaults (``search_ops=False``) it is the DARTS train-from-scratch network
+    ``NetworkCIFAR``: affine BatchNorm, a 3x3 convolution stem to ``stem_multiplier * C``
+    channels. Its training extras:
+
+    - ``drop_path_prob`` (attribute, default 0): in training mode each cell drops the outputs of
+      its non-identity ops per sample with this probability (:func:`~nasp.evaluation.drop_path`);
+      the training loop ramps it up over the epochs.
+    - ``auxiliary=True``: an :class:`~nasp.evaluation.AuxiliaryHead` on the output of cell
+      ``2 * layers // 3``; in training mode ``forward`` then returns ``(logits, aux_logits)``. In
+      eval mode it always returns the logits alone.
+    - ``imagenet=True``: ``NetworkImageNet``, with the :class:`~nasp.evaluation.ImageNetStem`
+      (three stride-2 convolutions) in place of the 3x3 stem.
+
+    Pooling before the classifier is global, so any image size works.
     """
 
     def __init__(self, genotype: Genotype, in_channels: int, num_classes: int, layers: int,
-                 channels: int, search_ops: bool = False, stem_multiplier: int = 3):
+                 channels: int, search_ops: bool = False, stem_multiplier: int = 3, *,
+                 auxiliary: bool = False, imagenet: bool = False):
         super().__init__()
         _check_size(layers, channels)
         self.genotype = genotype
-        C_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, channels
+        self.drop_path_prob = 0.0
+        if imagenet:
+            self.stem = ImageNetStem(in_channels, channels)
+            C_pp = C_p = C_curr = channels
+        else:
+            C_curr = stem_multiplier * channels
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+            C_pp, C_p, C_curr = C_curr, C_curr, channels
         self.cells = nn.ModuleList()
-        reduction_prev = False
+        reduction_prev = imagenet
+        self.auxiliary_after = 2 * layers // 3
+        self.auxiliary_head = None
         for i in range(layers):
             reduction = i in _reduction_layers(layers)
             if reduction:
@@ -190,14 +236,21 @@ class ChildNetwork(nn.Module):
                                         reduction_prev, search_ops))
             reduction_prev = reduction
             C_pp, C_p = C_p, len(concat) * C_curr
+            if auxiliary and i == self.auxiliary_after:
+                self.auxiliary_head = AuxiliaryHead(C_p, num_classes, imagenet)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_p, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return self.classifier(self.global_pooling(s1).flatten(1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        stem = self.stem(x)
+        s0, s1 = stem if isinstance(stem, tuple) else (stem, stem)
+        aux_logits = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self.auxiliary_after and self.auxiliary_head is not None and self.training:
+                aux_logits = self.auxiliary_head(s1)
+        logits = self.classifier(self.global_pooling(s1).flatten(1))
+        return logits if aux_logits is None else (logits, aux_logits)
 
 
 class DartsCNNSpace:

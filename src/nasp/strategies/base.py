@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasp.config import SearchConfig
+from nasp.device import autocast, resolve_precision
 from nasp.genotype import Genotype
 from nasp.mixed import CellPlan
 from nasp.spaces.base import SearchSpace
@@ -40,6 +41,7 @@ class Strategy(ABC):
         self.net = net
         self.config = config
         first = next(net.parameters())
+        self.amp_dtype = resolve_precision(config.precision, first.device)
         self.arch = {t: self.init_arch(shape).to(first.device, first.dtype).requires_grad_(True)
                      for t, shape in space.arch_shapes().items()}
         self.weights = [p for p in net.parameters()]
@@ -64,6 +66,10 @@ class Strategy(ABC):
     def arch_parameters(self) -> dict[str, torch.Tensor]:
         return self.arch
 
+    def autocast(self):
+        """Autocast context of the configured precision (a no-op for float32)."""
+        return autocast(next(self.net.parameters()).device, self.amp_dtype)
+
     @property
     def lr(self) -> float:
         return self.w_optim.param_groups[0]["lr"]
@@ -83,8 +89,9 @@ class Strategy(ABC):
         """One SGD step on the network weights; returns (loss, number of correct predictions)."""
         x, y = batch
         self.w_optim.zero_grad(set_to_none=True)
-        logits = self.net(x, plans)
-        loss = F.cross_entropy(logits, y)
+        with self.autocast():
+            logits = self.net(x, plans)
+            loss = F.cross_entropy(logits, y)
         loss.backward()
         nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
         self.w_optim.step()

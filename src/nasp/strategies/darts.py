@@ -47,9 +47,10 @@ class DARTS(Strategy):
 
     def loss(self, batch: Batch, plans, params=None) -> torch.Tensor:
         x, y = batch
-        logits = (self.net(x, plans) if params is None
-                  else functional_call(self.net, params, (x, plans)))
-        return F.cross_entropy(logits, y)
+        with self.autocast():
+            logits = (self.net(x, plans) if params is None
+                      else functional_call(self.net, params, (x, plans)))
+            return F.cross_entropy(logits, y)
 
     def arch_gradient(self, train: Batch, val: Batch) -> tuple[dict[str, torch.Tensor],
                                                                 torch.Tensor]:

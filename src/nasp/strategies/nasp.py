@@ -64,22 +64,27 @@ class NASP(Strategy):
         x, y = val
         A_bar = {t: a.detach().requires_grad_(True) for t, a in self.A_bar.items()}
         plans = {t: CellPlan(self.config.arch_mode, A_bar[t], self.selection[t]) for t in A_bar}
-        loss = F.cross_entropy(self.net(x, plans), y)
+        with self.autocast():
+            loss = F.cross_entropy(self.net(x, plans), y)
         objective = loss
         if self.config.size_penalty:
             objective = loss + self.config.size_penalty * self.size_regulariser(A_bar)
         grads = torch.autograd.grad(objective, list(A_bar.values()))
         return dict(zip(A_bar, grads)), loss.detach()
 
-    def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+    def arch_step(self, val: Batch) -> torch.Tensor:
+        """Steps 1-4: gradient at ``A_bar``, Adam on ``A``, clamp, re-project. Returns the loss."""
         grads, arch_loss = self.arch_gradient(val)
         self.set_arch_grads(grads)
         with torch.no_grad():
             for a in self.arch.values():
                 a.copy_(prox_c2(a))
         self.project()
-        plans = {t: CellPlan("discrete", selection=s) for t, s in self.selection.items()}
-        loss, correct = self.weight_step(train, plans)
+        return arch_loss
+
+    def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+        arch_loss = self.arch_step(val)
+        loss, correct = self.weight_step(train, self.child_plans())
         return {"train_loss": loss, "train_correct": correct, "arch_loss": arch_loss}
 
     def child_plans(self) -> dict[str, CellPlan]:

@@ -1,0 +1,345 @@
+"""Train a genotype's evaluation network from scratch, as the DARTS and NASP papers do.
+
+Data: the training split of the data set (its first ``subset`` images if given) trains the
+network, augmented on the device (random crop, flip where sensible, cutout); the test split is
+evaluated after every epoch. Per epoch ``e = 0 .. epochs - 1``:
+
+- drop-path probability ``p_e = drop_path * e / epochs`` (DARTS' linear ramp: 0 in the first
+  epoch, never quite ``drop_path``);
+- for each mini-batch, loss ``CE(logits, y) + auxiliary_weight * CE(aux_logits, y)`` (both with
+  ``label_smoothing``), one SGD step (momentum, weight decay) after clipping the gradient norm to
+  ``grad_clip``;
+- the lr schedule steps once (cosine from ``lr`` to ``lr_min``, or times ``lr_gamma``).
+
+Run directory: ``config.yaml``, ``genotype.json``, ``metrics.jsonl`` (one object per epoch),
+``last.pt`` (model, optimiser, schedule, random states and the metrics so far: a resumed run
+continues exactly as an uninterrupted one would) and ``best.pt`` (the model of the epoch with the
+best test accuracy), both written atomically every epoch, and pictures at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from nasp.config import ConfigError, TrainConfig
+from nasp.data import Batches, DatasetError, ImageDataset, load_dataset
+from nasp.device import autocast, resolve_device, resolve_memory_format, resolve_precision
+from nasp.evaluation import parameter_count
+from nasp.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
+from nasp.loops.common import evaluate_classifier, seed_everything
+from nasp.model import (
+    BEST,
+    CHECKPOINT_KIND,
+    LAST,
+    CheckpointError,
+    DataShape,
+    build_network,
+    load_trained,
+    read_checkpoint,
+)
+from nasp.runs import RunDir, default_run_dir
+from nasp.spaces.darts_cnn import ChildNetwork
+from nasp.tensorboard import open_logger
+from nasp.viz import write_pictures
+
+__all__ = [
+    "TrainResult", "evaluate_checkpoint", "objective", "resume", "train",
+]
+
+#: Options a resumed run may change; every other one must match the saved configuration.
+RESUME_MAY_CHANGE = ("device", "data_dir", "memory_format", "precision")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    genotype: Genotype
+    config: TrainConfig
+    net: ChildNetwork
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def objective(out: torch.Tensor | tuple[torch.Tensor, torch.Tensor], y: torch.Tensor,
+              config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(total, main loss, logits)`` of a network output: ``logits`` or ``(logits, aux)``.
+
+    ``main = CE_eps(logits, y)`` and ``total = main + auxiliary_weight * CE_eps(aux, y)``, where
+    ``CE_eps`` is the cross-entropy against labels smoothed by ``eps = label_smoothing``
+    (target ``(1 - eps) * onehot(y) + eps / classes``).
+    """
+    logits, aux_logits = out if isinstance(out, tuple) else (out, None)
+    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+    if aux_logits is None:
+        return loss, loss, logits
+    aux_loss = F.cross_entropy(aux_logits, y, label_smoothing=config.label_smoothing)
+    return loss + config.auxiliary_weight * aux_loss, loss, logits
+
+
+@torch.no_grad()
+def evaluate_checkpoint(path: str | Path, dataset: str | None = None,
+                        data_dir: str | Path | None = None, device: str = "auto",
+                        batch_size: int = 256) -> dict[str, Any]:
+    """Loss, top-1 and top-5 accuracy of a trained checkpoint on a data set's test split.
+
+    ``dataset`` defaults to the one the checkpoint was trained on (and ``data_dir`` to the
+    directory it was read from); its images must have the trained shape and class count.
+    """
+    device = resolve_device(device)
+    trained = load_trained(path, device)
+    dataset = dataset or trained.config.dataset
+    if data_dir is None and dataset == trained.config.dataset:
+        data_dir = trained.config.data_dir
+    test_set = load_dataset(dataset, data_dir, "test")
+    if DataShape.of(test_set) != trained.shape:
+        raise DatasetError(f"{dataset} has {DataShape.of(test_set).input_shape} images in "
+                           f"{test_set.num_classes} classes, but {trained.path} was trained on "
+                           f"{trained.shape.input_shape} images in {trained.shape.num_classes} "
+                           f"classes; test it on data of that shape")
+    batches = Batches(test_set, batch_size, device=device, shuffle=False)
+    return {**evaluate_classifier(trained.net, batches), "images": len(test_set),
+            "dataset": test_set.name, "epoch": trained.epoch, "checkpoint": str(trained.path)}
+
+
+def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = False,
+          progress: bool = True, tensorboard: bool = False, plots: bool = True,
+          log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``genotype`` (a :class:`Genotype` or anything :func:`resolve_genotype` takes) from
+    scratch as ``config`` says; write the run directory ``config.out`` (default
+    ``runs/train-...``) and return the trained network and the per-epoch metrics."""
+    named = isinstance(genotype, str) and genotype.strip().upper() in BUILTIN_GENOTYPES
+    label = genotype.strip().upper() if named else "cell"
+    if not isinstance(genotype, Genotype):
+        genotype = resolve_genotype(genotype)
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    train_set, test_set = _load_data(config)
+    out = Path(config.out) if config.out else default_run_dir("train", config.dataset, label)
+    config = config.replace(out=str(out))
+    session = _Session(genotype, config, train_set, test_set, device)
+    run = RunDir(out, overwrite=overwrite)
+    for stale in (LAST, BEST):
+        run.file(stale).unlink(missing_ok=True)
+    run.write_text("config.yaml", config.to_yaml())
+    genotype.save(run.file("genotype.json"))
+    return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+
+
+def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
+           progress: bool = True, tensorboard: bool = False, plots: bool = True,
+           log: Callable[[str], None] = print, **changes: Any) -> TrainResult:
+    """Continue the run in ``run_dir`` from its ``last.pt``, exactly as if never interrupted.
+
+    The saved configuration and genotype are used. ``changes`` may move the run to another
+    ``device`` or ``data_dir``; any other option given (not None) must equal the saved value,
+    as must ``genotype`` if given, else :class:`ConfigError` says what differs.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / LAST).is_file():
+        raise CheckpointError(f"--resume: {run_dir} holds no {LAST} to continue from; start the "
+                              f"run without --resume (add --overwrite to replace what is there)")
+    path, checkpoint = read_checkpoint(run_dir / LAST)
+    config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
+    saved = Genotype.from_dict(checkpoint["genotype"])
+    unknown = sorted(set(changes) - set(config.to_dict()))
+    if unknown:
+        raise ConfigError(f"resume() got unknown options {', '.join(unknown)}")
+    differ = [f"--{k.replace('_', '-')} {v} (saved: {getattr(config, k)})"
+              for k, v in changes.items()
+              if v is not None and k not in RESUME_MAY_CHANGE and v != getattr(config, k)]
+    if genotype is not None:
+        genotype = genotype if isinstance(genotype, Genotype) else resolve_genotype(genotype)
+        if genotype != saved:
+            differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
+    if differ:
+        raise ConfigError(f"--resume continues {run_dir} with the configuration it was started "
+                          f"with, which differs in {'; '.join(differ)}; drop those options, or "
+                          f"start a new run with another --out")
+    config = config.replace(**{k: changes.get(k) for k in RESUME_MAY_CHANGE}, out=str(run_dir))
+    device = resolve_device(config.device)
+    train_set, test_set = _load_data(config)
+    saved_shape = DataShape.from_record(checkpoint["data"])
+    if DataShape.of(train_set) != saved_shape:
+        raise DatasetError(f"the data at hand ({DataShape.of(train_set)}) does not match the data "
+                           f"{run_dir} was trained on ({saved_shape}); point --data-dir at the "
+                           f"same data set")
+    session = _Session(saved, config, train_set, test_set, device)
+    session.restore(checkpoint)
+    run = RunDir(run_dir, overwrite=True)
+    run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
+    log(f"resuming {run_dir} after epoch {session.epoch} of {config.epochs}")
+    return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record) + "\n"
+
+
+def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
+    train_set = load_dataset(config.dataset, config.data_dir, "train")
+    test_set = load_dataset(config.dataset, config.data_dir, "test")
+    if config.subset is not None:
+        if config.subset > len(train_set):
+            raise DatasetError(f"--subset {config.subset} is larger than the {len(train_set)} "
+                               f"training images of {train_set.name}; use a smaller --subset")
+        train_set = train_set.take(slice(0, config.subset))
+    return train_set, test_set
+
+
+class _Session:
+    """The state of one training run: network, optimiser, schedule, batches, metrics."""
+
+    def __init__(self, genotype: Genotype, config: TrainConfig, train_set: ImageDataset,
+                 test_set: ImageDataset, device: torch.device):
+        self.genotype = genotype
+        self.config = config
+        self.device = device
+        self.train_set = train_set
+        self.shape = DataShape.of(train_set)
+        memory_format = resolve_memory_format(config.memory_format, device)
+        self.precision = resolve_precision(config.precision, device)
+        self.net = build_network(genotype, config, self.shape).to(device,
+                                                                  memory_format=memory_format)
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr,
+                                         momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        if config.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=config.epochs, eta_min=config.lr_min)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer,
+                                                                    config.lr_gamma)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        channels_last = memory_format == torch.channels_last
+        self.train_batches = Batches(train_set, config.batch_size, device=device, augment=True,
+                                     cutout=config.cutout, generator=self.generator,
+                                     channels_last=channels_last)
+        self.test_batches = Batches(test_set, 2 * config.batch_size, device=device,
+                                    shuffle=False, channels_last=channels_last)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"epoch": 0, "test_acc": -1.0}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _model_state(self) -> dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND, "epoch": self.epoch, "config": self.config.to_dict(),
+            "genotype": self.genotype.to_dict(), "model": self.net.state_dict(),
+            "data": {"dataset": self.train_set.name, "in_channels": self.shape.in_channels,
+                     "image_size": list(self.shape.image_size),
+                     "num_classes": self.shape.num_classes,
+                     "classes": list(self.train_set.classes),
+                     "mean": list(self.train_set.mean), "std": list(self.train_set.std)},
+        }
+
+    def _full_state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "batches": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {**self._model_state(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng,
+                "history": self.history, "best": self.best}
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a ``last.pt``: weights, optimiser, schedule, random streams, metrics."""
+        try:
+            self.net.load_state_dict(checkpoint["model"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+            self.generator.set_state(checkpoint["rng"]["batches"])
+            if self.device.type == "cuda" and "cuda" in checkpoint["rng"]:
+                torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], self.device)
+            self.epoch = checkpoint["epoch"]
+            self.history = list(checkpoint["history"])
+            self.best = dict(checkpoint["best"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"the {LAST} to resume from is incomplete or damaged ({err}); "
+                                  f"start the run again with --overwrite") from None
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, run: RunDir, *, progress: bool, tensorboard: bool, plots: bool,
+            log: Callable[[str], None]) -> TrainResult:
+        config = self.config
+        logger = open_logger(run.file("tensorboard"), tensorboard)
+        log(f"training {self.genotype.compact()}")
+        log(f"on {config.dataset} ({len(self.train_set)} training, "
+            f"{len(self.test_batches.dataset)} test images of {self.shape.input_shape}), "
+            f"{config.network} network with {config.layers} cells, C {config.channels}, "
+            f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
+            f"run directory {run.path}")
+        try:
+            while self.epoch < config.epochs:
+                record = self._epoch(progress)
+                self.history.append(record)
+                self.epoch += 1
+                if record["test_acc"] > self.best["test_acc"]:
+                    self.best = {"epoch": self.epoch, "test_acc": record["test_acc"]}
+                    run.save_torch(BEST, self._model_state())
+                run.save_torch(LAST, self._full_state())
+                run.log_metrics(record)
+                logger.scalars({"loss/train": record["train_loss"],
+                                "loss/test": record["test_loss"],
+                                "accuracy/train": record["train_acc"],
+                                "accuracy/test": record["test_acc"],
+                                "accuracy/test_top5": record["test_top5"], "lr": record["lr"],
+                                "drop_path": record["drop_path"]}, self.epoch)
+                log(f"epoch {self.epoch}/{config.epochs}  train loss {record['train_loss']:.3f} "
+                    f"acc {100 * record['train_acc']:.1f}%  test loss {record['test_loss']:.3f} "
+                    f"acc {100 * record['test_acc']:.1f}% top-5 "
+                    f"{100 * record['test_top5']:.1f}%  lr {record['lr']:.4f}  drop-path "
+                    f"{record['drop_path']:.3f}  {record['seconds']:.1f}s")
+        finally:
+            logger.close()
+        if self.history:
+            last = self.history[-1]
+            log(f"test accuracy {100 * last['test_acc']:.2f}% after {self.epoch} epochs (best "
+                f"{100 * self.best['test_acc']:.2f}% at epoch {self.best['epoch']}); "
+                f"{parameter_count(self.net) / 1e6:.2f}M parameters")
+        if plots:
+            write_pictures(run.path, log)
+        log(f"run directory: {run.path} (config.yaml, genotype.json, metrics.jsonl, {LAST}, "
+            f"{BEST})")
+        return TrainResult(run.path, self.genotype, config, self.net, list(self.history))
+
+    def _epoch(self, progress: bool) -> dict[str, Any]:
+        config = self.config
+        started = time.perf_counter()
+        self.net.drop_path_prob = config.drop_path * self.epoch / config.epochs
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.net.train()
+        sums = None
+        seen = 0
+        bar = tqdm(self.train_batches, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+                   leave=False, disable=not progress, unit="step", dynamic_ncols=True)
+        for step, (x, y) in enumerate(bar):
+            self.optimizer.zero_grad(set_to_none=True)
+            with autocast(self.device, self.precision):
+                total, loss, logits = objective(self.net(x), y, config)
+            total.backward()
+            if config.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
+            self.optimizer.step()
+            values = torch.stack([loss.detach().float() * len(y),
+                                  (logits.detach().argmax(1) == y).sum().float()])
+            sums = values if sums is None else sums + values
+            seen += len(y)
+            if progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
+        bar.close()
+        self.scheduler.step()
+        train_loss, train_acc = (sums / seen).tolist()
+        test = evaluate_classifier(self.net, self.test_batches)
+        return {"epoch": self.epoch + 1, "lr": lr, "drop_path": self.net.drop_path_prob,
+                "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
+                "test_acc": test["top1"], "test_top5": test["top5"],
+                "seconds": time.perf_counter() - started}

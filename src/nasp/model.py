@@ -1,0 +1,200 @@
+"""The trained model: the evaluation network of a genotype, its checkpoints, its size.
+
+``nasp train`` writes two checkpoints into its run directory, ``last.pt`` (everything needed to
+resume) and ``best.pt`` (the weights of the epoch with the best test accuracy). Both hold the
+genotype, the :class:`~nasp.config.TrainConfig` and the data shape, so :func:`load_trained`
+rebuilds the network from the file alone. Files are read with ``torch.load(weights_only=True)``:
+loading a checkpoint never runs code from it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from nasp.config import ConfigError, TrainConfig, train_preset
+from nasp.data import ImageDataset, load_dataset
+from nasp.evaluation import flop_count, parameter_count
+from nasp.genotype import Genotype, GenotypeError, resolve_genotype
+from nasp.spaces.darts_cnn import ChildNetwork
+
+__all__ = [
+    "BEST",
+    "CHECKPOINT_KIND",
+    "DATA_SHAPES",
+    "LAST",
+    "CheckpointError",
+    "DataShape",
+    "TrainedModel",
+    "build_network",
+    "data_shape",
+    "load_trained",
+    "model_info",
+    "read_checkpoint",
+]
+
+LAST = "last.pt"
+BEST = "best.pt"
+CHECKPOINT_KIND = "nasp-train"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or not from ``nasp train``; the message says which."""
+
+
+class DataShape(NamedTuple):
+    """What the network needs to know of the data: image channels, size (H, W), classes."""
+
+    in_channels: int
+    image_size: tuple[int, int]
+    num_classes: int
+
+    @classmethod
+    def of(cls, ds: ImageDataset) -> DataShape:
+        return cls(ds.in_channels, tuple(ds.image_size), ds.num_classes)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> DataShape:
+        """The shape stored in a checkpoint's ``data`` entry."""
+        return cls(data["in_channels"], tuple(data["image_size"]), data["num_classes"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return (self.in_channels, *self.image_size)
+
+
+#: Shapes of the named data sets, known without reading them (``folder`` must be read).
+DATA_SHAPES: dict[str, DataShape] = {
+    "digits": DataShape(1, (8, 8), 10),
+    "mnist": DataShape(1, (28, 28), 10),
+    "fashion-mnist": DataShape(1, (28, 28), 10),
+    "cifar10": DataShape(3, (32, 32), 10),
+    "cifar100": DataShape(3, (32, 32), 100),
+}
+IMAGENET_SHAPE = DataShape(3, (224, 224), 1000)
+
+
+def data_shape(dataset: str | None = None, *, network: str = "cifar",
+               data_dir: str | os.PathLike | None = None, base: DataShape | None = None,
+               in_channels: int | None = None, image_size: int | None = None,
+               num_classes: int | None = None) -> DataShape:
+    """The data shape of ``dataset``, else ``base``, with any of the given fields overriding it.
+
+    A named data set's shape comes from :data:`DATA_SHAPES` without reading any data; ``folder``
+    is read from ``data_dir``. With neither a data set nor ``base``: CIFAR-10's shape, or
+    ImageNet's (3x224x224, 1000 classes) for ``network="imagenet"``.
+    """
+    if dataset is not None:
+        key = dataset.strip().lower().replace("_", "-")
+        shape = DATA_SHAPES.get(key) or DataShape.of(load_dataset(key, data_dir, "train"))
+    elif base is not None:
+        shape = base
+    else:
+        shape = IMAGENET_SHAPE if network == "imagenet" else DATA_SHAPES["cifar10"]
+    for name, value in (("in_channels", in_channels), ("image_size", image_size),
+                        ("classes", num_classes)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, "
+                              f"got {value!r}")
+    return DataShape(in_channels or shape.in_channels,
+                     (image_size, image_size) if image_size else shape.image_size,
+                     num_classes or shape.num_classes)
+
+
+def build_network(genotype: Genotype, config: TrainConfig, shape: DataShape) -> ChildNetwork:
+    """The evaluation network of ``genotype`` as ``config`` sizes it, for data of ``shape``."""
+    return ChildNetwork(genotype, shape.in_channels, shape.num_classes, config.layers,
+                        config.channels, auxiliary=config.auxiliary_weight > 0,
+                        imagenet=config.network == "imagenet")
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """``(file, contents)`` of a ``nasp train`` checkpoint; a run directory means its last.pt."""
+    path = Path(path)
+    hint = f"pass the {BEST} or {LAST} that nasp train writes into its run directory"
+    if path.is_dir():
+        if not (path / LAST).is_file():
+            raise CheckpointError(f"directory {path} holds no {LAST}, so it is not a nasp train "
+                                  f"run directory; {hint}")
+        path = path / LAST
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; {hint}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first}); "
+                              f"{hint}") from None
+    if not isinstance(data, dict) or data.get("kind") != CHECKPOINT_KIND:
+        if isinstance(data, dict) and "strategy" in data:
+            raise CheckpointError(
+                f"{path} is a search checkpoint, not a trained model; train the searched cell "
+                f"first with: nasp train {path.parent}")
+        raise CheckpointError(f"{path} was not written by nasp train; {hint}")
+    return path, data
+
+
+@dataclass
+class TrainedModel:
+    """A network rebuilt from a ``nasp train`` checkpoint, in eval mode."""
+
+    net: ChildNetwork
+    genotype: Genotype
+    config: TrainConfig
+    shape: DataShape
+    data: dict[str, Any]
+    epoch: int
+    path: Path
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedModel:
+    """The trained network of checkpoint ``path`` (or of ``path/last.pt``) on ``device``."""
+    path, checkpoint = read_checkpoint(path)
+    try:
+        genotype = Genotype.from_dict(checkpoint["genotype"])
+        config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
+        data = checkpoint["data"]
+        shape = DataShape.from_record(data)
+        net = build_network(genotype, config, shape)
+        net.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError, GenotypeError) as err:
+        raise CheckpointError(f"checkpoint {path} is incomplete or damaged ({err}); "
+                              f"use another one, or train again") from None
+    return TrainedModel(net.to(device).eval(), genotype, config, shape, data,
+                        checkpoint["epoch"], path)
+
+
+def model_info(spec: str | os.PathLike, *, layers: int | None = None,
+               channels: int | None = None, network: str | None = None,
+               dataset: str | None = None, data_dir: str | os.PathLike | None = None,
+               in_channels: int | None = None, image_size: int | None = None,
+               num_classes: int | None = None) -> dict[str, Any]:
+    """Size of the evaluation network of a genotype or checkpoint ``spec``.
+
+    A checkpoint (a ``.pt`` file or a train run directory) gives the sizes it was trained with;
+    a genotype (see :func:`~nasp.genotype.resolve_genotype`) takes the ``paper`` preset's (20
+    cells, C 36). Any argument given overrides them. Returns ``parameters`` (auxiliary head
+    excluded), ``flops`` (:func:`~nasp.evaluation.flop_count`, one image), the genotype, the
+    config and the data shape used.
+    """
+    path = Path(spec)
+    if path.suffix == ".pt" or (path.is_dir() and (path / LAST).is_file()):
+        trained = load_trained(path)
+        genotype, config, base = trained.genotype, trained.config, trained.shape
+    else:
+        genotype = resolve_genotype(spec)
+        config, base = train_preset("paper"), None
+    config = config.replace(layers=layers, channels=channels, network=network)
+    shape = data_shape(dataset, network=config.network, data_dir=data_dir, base=base,
+                       in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+    net = build_network(genotype, config, shape)
+    return {"parameters": parameter_count(net), "flops": flop_count(net, shape.input_shape),
+            "genotype": genotype, "config": config, "shape": shape}

@@ -1,0 +1,238 @@
+"""Training from scratch: the loop, checkpoints and resume, presets, and the train/test/info CLI."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nasp.cli import main
+from nasp.config import TRAIN_PRESETS, ConfigError, TrainConfig, train_preset
+from nasp.data import load_dataset
+from nasp.genotype import BUILTIN_GENOTYPES
+from nasp.loops.train import evaluate_checkpoint, objective, resume, train
+from nasp.model import BEST, LAST, CheckpointError, data_shape, load_trained, model_info
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUIET = dict(progress=False, plots=False, log=lambda line: None)
+
+
+def tiny(tmp_path, name="run", **changes) -> TrainConfig:
+    return train_preset("tiny", device="cpu", out=str(tmp_path / name), **changes)
+
+
+def test_paper_preset_is_the_darts_protocol():
+    c = train_preset("paper")
+    assert (c.dataset, c.layers, c.channels, c.epochs, c.batch_size) == ("cifar10", 20, 36, 600, 96)
+    assert (c.lr, c.lr_min, c.lr_schedule, c.momentum, c.weight_decay, c.grad_clip) == (
+        0.025, 0.0, "cosine", 0.9, 3e-4, 5.0)
+    assert (c.cutout, c.drop_path, c.auxiliary_weight, c.network) == (16, 0.2, 0.4, "cifar")
+    i = train_preset("imagenet")
+    assert (i.network, i.layers, i.channels, i.label_smoothing, i.lr_schedule) == (
+        "imagenet", 14, 48, 0.1, "exponential")
+    assert set(TRAIN_PRESETS) >= {"quick", "paper", "imagenet"}
+
+
+@pytest.mark.parametrize("change, option", [
+    (dict(drop_path=1.0), "--drop-path"), (dict(channels=7), "--channels"),
+    (dict(network="vgg"), "--network"), (dict(layers=2), "--layers"),
+    (dict(auxiliary_weight=-1), "--auxiliary-weight"), (dict(lr_gamma=0), "--lr-gamma"),
+])
+def test_invalid_options_name_the_option(change, option):
+    with pytest.raises(ConfigError, match=option):
+        TrainConfig(**change)
+
+
+def test_objective_adds_the_weighted_auxiliary_loss():
+    g = torch.Generator().manual_seed(0)
+    logits, aux = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    y = torch.randint(0, 4, (6,), generator=g)
+    config = TrainConfig(auxiliary_weight=0.4, label_smoothing=0.1)
+    total, main_loss, main_logits = objective((logits, aux), y, config)
+    expected = F.cross_entropy(logits, y, label_smoothing=0.1)
+    assert torch.allclose(main_loss, expected) and main_logits is logits
+    assert torch.allclose(total, expected + 0.4 * F.cross_entropy(aux, y, label_smoothing=0.1))
+    total, main_loss, _ = objective(logits, y, config)  # eval-style output: no auxiliary term
+    assert torch.equal(total, main_loss)
+
+
+def test_run_directory_and_checkpoints(tmp_path):
+    result = train("DARTS_V2", tiny(tmp_path, subset=64, channels=4), **QUIET)
+    run = result.run_dir
+    for name in ("config.yaml", "genotype.json", "metrics.jsonl", LAST, BEST):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["drop_path"] == 0.0 and records[1]["drop_path"] == pytest.approx(0.05)
+    assert records[1]["lr"] < records[0]["lr"]
+    trained = load_trained(run / LAST)
+    assert trained.epoch == 2 and trained.genotype == BUILTIN_GENOTYPES["DARTS_V2"]
+    assert not trained.net.training
+    best = max(records, key=lambda r: r["test_acc"])
+    assert load_trained(run / BEST).epoch == best["epoch"]
+    # nasp test on last.pt reproduces the last epoch's test metrics
+    tested = evaluate_checkpoint(run / LAST, device="cpu")
+    assert tested["top1"] == pytest.approx(records[-1]["test_acc"])
+    assert tested["loss"] == pytest.approx(records[-1]["test_loss"], rel=1e-5)
+    assert tested["top5"] >= tested["top1"]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    config = dict(subset=96, channels=4, epochs=3, cutout=3, drop_path=0.3, auxiliary_weight=0.4)
+    straight = train("DARTS_V2", tiny(tmp_path, "straight", **config), **QUIET)
+
+    def interrupt_after_epoch_1(line):
+        if line.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("DARTS_V2", tiny(tmp_path, "resumed", **config), progress=False, plots=False,
+              log=interrupt_after_epoch_1)
+    torch.manual_seed(123)  # whatever happened to the global random state in between
+    resumed = resume(tmp_path / "resumed", **QUIET)
+    a, b = straight.net.state_dict(), resumed.net.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+    def metrics(run):
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+    assert metrics(straight.run_dir) == metrics(resumed.run_dir)
+    assert len(metrics(resumed.run_dir)) == 3
+
+
+def test_resume_refuses_changed_options_and_missing_checkpoints(tmp_path):
+    train("DARTS_V2", tiny(tmp_path, subset=32, channels=4, epochs=1), **QUIET)
+    with pytest.raises(ConfigError, match="--epochs 5"):
+        resume(tmp_path / "run", epochs=5, **QUIET)
+    with pytest.raises(ConfigError, match="genotype"):
+        resume(tmp_path / "run", genotype="DARTS_V1", **QUIET)
+    with pytest.raises(CheckpointError, match="no last.pt"):
+        resume(tmp_path / "elsewhere", **QUIET)
+
+
+def test_existing_run_is_refused(tmp_path):
+    train("DARTS_V2", tiny(tmp_path, subset=32, channels=4, epochs=1), **QUIET)
+    assert main(["train", "DARTS_V2", "--preset", "tiny", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 2
+
+
+def test_quick_preset_learns_digits(tmp_path):
+    # 3 of the quick preset's 10 epochs: well above the 10% of chance (measured: 95.8%)
+    result = train("DARTS_V2", train_preset("quick", device="cpu", epochs=3,
+                                           out=str(tmp_path / "q")), **QUIET)
+    assert result.history[-1]["test_acc"] >= 0.6
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_trained(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_trained(tmp_path / "junk.pt")
+    torch.save({"strategy": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="search checkpoint"):
+        load_trained(tmp_path / "checkpoint.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not written by nasp train"):
+        load_trained(tmp_path / "other.pt")
+
+
+def test_data_shapes_without_reading_data():
+    assert data_shape().input_shape == (3, 32, 32)
+    assert data_shape(network="imagenet").input_shape == (3, 224, 224)
+    assert data_shape("digits", image_size=16, num_classes=3) == (1, (16, 16), 3)
+    ds = load_dataset("digits")
+    assert data_shape("digits") == (ds.in_channels, ds.image_size, ds.num_classes)
+
+
+def test_model_info_of_a_genotype_and_of_a_checkpoint(tmp_path):
+    info = model_info("DARTS_V2")
+    assert info["parameters"] == 3_349_342 and (info["config"].layers, info["config"].channels
+                                                ) == (20, 36)
+    assert info["flops"] > 1e9  # about 0.53G multiply-adds, 2 FLOPs each
+    train("DARTS_V2", tiny(tmp_path, subset=32, channels=4, epochs=1), **QUIET)
+    small = model_info(tmp_path / "run" / BEST)
+    assert small["shape"].input_shape == (1, 8, 8) and small["config"].channels == 4
+    assert small["parameters"] == model_info("DARTS_V2", layers=3, channels=4,
+                                             dataset="digits")["parameters"]
+
+
+def test_cli_train_test_info_end_to_end(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "DARTS_V2", "--preset", "tiny", "--subset", "64", "--channels", "4",
+            "--epochs", "1", "--device", "cpu", "--out", str(out), "--no-progress",
+            "--no-plots"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" in printed and "test accuracy" in printed and str(out) in printed
+    assert main(["test", str(out / BEST), "--device", "cpu"]) == 0
+    assert "top-1" in capsys.readouterr().out
+    assert main(["info", "DARTS_V2"]) == 0
+    assert "3.35M parameters" in capsys.readouterr().out
+    assert main(["info", str(out / LAST), "--image-size", "16"]) == 0
+    assert "1x16x16 input" in capsys.readouterr().out
+    # --resume of a finished run trains nothing more
+    assert main(["train", "--resume", "--out", str(out), "--no-progress", "--no-plots"]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "NOT_A_CELL", "--preset", "tiny"], "cannot resolve genotype"),
+    (["train", "--preset", "tiny"], "needs the GENOTYPE"),
+    (["train", "--resume", "--preset", "tiny"], "--resume"),
+    (["test", "nowhere.pt"], "does not exist"),
+    (["info", "NOT_A_CELL"], "cannot resolve genotype"),
+])
+def test_cli_user_errors_are_one_paragraph(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("tensorboard")
+    train("DARTS_V2", tiny(tmp_path, subset=32, channels=4, epochs=1), tensorboard=True,
+          **QUIET)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_searched_cell_is_trained_tested_exported_and_drawn(tmp_path, capsys):
+    search_dir, train_dir = tmp_path / "search", tmp_path / "train"
+    assert main(["search", "--preset", "tiny", "--epochs", "1", "--subset", "64", "--device",
+                 "cpu", "--out", str(search_dir), "--no-progress"]) == 0
+    assert main(["train", str(search_dir), "--preset", "tiny", "--subset", "64", "--channels",
+                 "4", "--epochs", "1", "--device", "cpu", "--out", str(train_dir),
+                 "--no-progress", "--no-plots"]) == 0
+    searched = (search_dir / "genotype.json").read_text()
+    assert (train_dir / "genotype.json").read_text() == searched
+    assert main(["test", str(train_dir / BEST), "--device", "cpu"]) == 0
+    assert main(["export", str(train_dir / BEST), "--format", "torchscript"]) == 0
+    assert (train_dir / "model.ts").is_file()
+    capsys.readouterr()
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(search_dir), "--no-dot"]) == 0
+    drawn = capsys.readouterr().out
+    for name in ("cell_normal.png", "curves.png", "genotype_evolution.png", "arch_weights.png"):
+        assert name in drawn
+
+
+def test_imagenet_preset_on_an_image_folder(tmp_path):
+    image = pytest.importorskip("PIL.Image", reason="folder data sets need Pillow")
+    g = torch.Generator().manual_seed(0)
+    for split, count in (("train", 6), ("val", 2)):
+        for label in ("cat", "dog"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (32, 32, 3), generator=g, dtype=torch.uint8)
+                image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    config = train_preset("imagenet", data_dir=str(tmp_path / "images"), layers=3, channels=8,
+                          epochs=2, batch_size=4, device="cpu", out=str(tmp_path / "run"))
+    result = train("DARTS_V2", config, **QUIET)
+    assert result.net.auxiliary_head is not None and result.net.auxiliary_head.stride == 2
+    lrs = [r["lr"] for r in result.history]
+    assert lrs == pytest.approx([0.1, 0.1 * 0.97])  # the DARTS ImageNet schedule
+    assert load_trained(result.run_dir / LAST).shape.input_shape == (3, 32, 32)
