@@ -29,7 +29,7 @@ def test_search_command_end_to_end(tmp_path, capsys):
     assert len(genotype["normal"]) == 8
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert len(record["arch"]["normal"]) == 14
-    for picture in ("normal.png", "reduce.png", "curves.png", "arch_evolution.png"):
+    for picture in ("cell_normal.png", "cell_reduce.png", "curves.png", "arch_evolution.png"):
         assert (out / picture).stat().st_size > 0, picture
 
 
