@@ -26,6 +26,16 @@ USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError, Checkpoint
                ExportError, MissingExtraError)
 
 
+def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """--device, --memory-format, --precision (``default`` None: the config's value)."""
+    p.add_argument("--device", default=default, help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
+                   default=default,
+                   help="tensor layout (auto: channels_last on CPU, contiguous on CUDA)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default,
+                   help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
+
+
 def _search_parser(sub) -> None:
     p = sub.add_parser(
         "search", help="search a cell architecture",
@@ -58,11 +68,7 @@ def _search_parser(sub) -> None:
     p.add_argument("--init-noise", type=float, metavar="STD",
                    help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
-                   help="tensor layout (auto: channels_last on CPU, contiguous on CUDA)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
+    _device_options(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
@@ -127,12 +133,7 @@ def _train_parser(sub) -> None:
                    help="weight of the auxiliary head's loss (0 = no auxiliary head)")
     p.add_argument("--label-smoothing", type=float, metavar="EPS")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
-                   help="tensor layout (auto: channels_last on CPU, contiguous on CUDA)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="autocast precision of the training steps (auto: bf16 on CUDA, fp32 "
-                        "on CPU)")
+    _device_options(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/train-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
@@ -295,10 +296,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS), default="darts-7")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
-                   default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    _device_options(p, default="auto")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"which to run (default all: {', '.join(VARIANTS)})")
     p.add_argument("--repeats", type=int, default=5)

@@ -26,8 +26,39 @@ class ConfigError(ValueError):
     """An invalid configuration value or file; the message names the option and the problem."""
 
 
+class _Config:
+    """What the config dataclasses share: dict/YAML out, checked construction from a mapping."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **changes: Any):
+        """A copy with ``changes`` applied (None values are ignored) and validated."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "the configuration"):
+        """A config from a mapping such as :meth:`to_dict` gives; unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} must be a mapping of option: value")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source} has unknown keys {', '.join(unknown)}; known keys are "
+                              f"{', '.join(sorted(known))}")
+        try:
+            return cls(**data)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source} has a bad value: {err}") from None
+
+
 @dataclass
-class SearchConfig:
+class SearchConfig(_Config):
     """Everything a search run depends on. Defaults are the ``cpu`` preset."""
 
     # what to search
@@ -110,12 +141,6 @@ class SearchConfig:
         d["a_betas"] = list(self.a_betas)
         return d
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def replace(self, **changes: Any) -> SearchConfig:
-        """A copy with ``changes`` applied (None values are ignored) and validated."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -144,19 +169,7 @@ def load_config(path: str | os.PathLike) -> SearchConfig:
         raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of option: value")
-    known = {f.name for f in fields(SearchConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"config file {path} has unknown keys {', '.join(unknown)}; "
-                          f"known keys are {', '.join(sorted(known))}")
-    try:
-        return SearchConfig(**data)
-    except ConfigError as err:
-        raise ConfigError(f"config file {path}: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"config file {path} has a bad value: {err}") from None
+    return SearchConfig.from_dict(data, f"config file {path}")
 
 
 def _check_numbers(config: Any, names: tuple[str, ...], low: float, what: str,
@@ -170,7 +183,7 @@ def _check_numbers(config: Any, names: tuple[str, ...], low: float, what: str,
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Config):
     """Everything a train-from-scratch run depends on, besides the genotype.
 
     Defaults are the ``quick`` preset. The network is the DARTS evaluation network
@@ -246,31 +259,6 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of "
                                   f"{', '.join(allowed)}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "the configuration") -> TrainConfig:
-        """A config from a mapping such as :meth:`to_dict` gives; unknown keys are an error."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source} must be a mapping of option: value")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source} has unknown keys {', '.join(unknown)}; known keys are "
-                              f"{', '.join(sorted(known))}")
-        try:
-            return cls(**data)
-        except ConfigError as err:
-            raise ConfigError(f"{source}: {err}") from None
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with ``changes`` applied (None values are ignored) and validated."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
