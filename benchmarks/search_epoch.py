@@ -88,7 +88,7 @@ def main() -> None:
     plans = strategy.child_plans()
     evaluate_classifier(net, eval_batches, forward=lambda x: net(x, plans))
     sync()
-    eval_per_image = (time.perf_counter() - t) / len(eval_batches.ds)
+    eval_per_image = (time.perf_counter() - t) / len(eval_batches.dataset)
 
     steps_per_epoch = len(train)
     per_step = {k: statistics.median(v) for k, v in parts.items()}
