@@ -39,6 +39,27 @@ class _Config:
         """A copy with ``changes`` applied (None values are ignored) and validated."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def _check_common(self, choices: dict[str, tuple[str, ...]]) -> None:
+        """Checks both configs need: network size, batch, epochs, device layout and precision,
+        and any further ``choices`` (option -> allowed values)."""
+        for name in ("batch_size", "layers", "channels", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                  f"got {value!r}")
+        if self.layers < 3:
+            raise ConfigError(f"--layers must be at least 3 so that the network has normal and "
+                              f"reduction cells, got {self.layers}")
+        if self.channels % 2:
+            raise ConfigError(f"--channels must be even (reduction cells concatenate two "
+                              f"halves), got {self.channels}")
+        choices = {"memory_format": ("auto", "channels_last", "contiguous"),
+                   "precision": ("auto", "fp32", "bf16"), **choices}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name.replace('_', '-')} must be one of "
+                                  f"{', '.join(allowed)}, got {getattr(self, name)!r}")
+
     @classmethod
     def from_dict(cls, data: Any, source: str = "the configuration"):
         """A config from a mapping such as :meth:`to_dict` gives; unknown keys are an error."""
@@ -105,36 +126,14 @@ class SearchConfig(_Config):
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no search can run with."""
-        positive = ("batch_size", "layers", "channels", "epochs")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                  f"got {value!r}")
-        if self.layers < 3:
-            raise ConfigError(f"--layers must be at least 3 so that the network has normal and "
-                              f"reduction cells, got {self.layers}")
-        if self.channels % 2:
-            raise ConfigError(f"--channels must be even (reduction cells concatenate two "
-                              f"halves), got {self.channels}")
+        self._check_common({"arch_mode": ("sparse", "reference")})
         if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 2):
             raise ConfigError(f"--subset must be an integer of at least 2, got {self.subset!r}")
-        nonneg = ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "a_lr",
-                  "a_weight_decay", "hessian_radius", "size_penalty", "init_noise", "cutout")
-        for name in nonneg:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+        _check_numbers(self, ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip",
+                              "a_lr", "a_weight_decay", "hessian_radius", "size_penalty",
+                              "init_noise", "cutout"), 0, "a non-negative number")
         if len(self.a_betas) != 2 or not all(0 <= b < 1 for b in self.a_betas):
             raise ConfigError(f"a_betas must be two numbers in [0, 1), got {self.a_betas!r}")
-        if self.memory_format not in ("auto", "channels_last", "contiguous"):
-            raise ConfigError(f"--memory-format must be auto, channels_last or contiguous, "
-                              f"got {self.memory_format!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.arch_mode not in ("sparse", "reference"):
-            raise ConfigError(
-                f"--arch-mode must be 'sparse' or 'reference', got {self.arch_mode!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -232,17 +231,8 @@ class TrainConfig(_Config):
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no training can run with."""
-        for name in ("batch_size", "layers", "channels", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                  f"got {value!r}")
-        if self.layers < 3:
-            raise ConfigError(f"--layers must be at least 3 so that the network has normal and "
-                              f"reduction cells, got {self.layers}")
-        if self.channels % 2:
-            raise ConfigError(f"--channels must be even (reduction cells concatenate two "
-                              f"halves), got {self.channels}")
+        self._check_common({"network": ("cifar", "imagenet"),
+                            "lr_schedule": ("cosine", "exponential")})
         if self.subset is not None and (not isinstance(self.subset, int)
                                         or isinstance(self.subset, bool) or self.subset < 1):
             raise ConfigError(f"--subset must be a positive integer, got {self.subset!r}")
@@ -252,13 +242,6 @@ class TrainConfig(_Config):
         _check_numbers(self, ("lr_gamma",), 0, "a factor in (0, 1]")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"--lr-gamma must be a factor in (0, 1], got {self.lr_gamma!r}")
-        choices = {"network": ("cifar", "imagenet"), "lr_schedule": ("cosine", "exponential"),
-                   "memory_format": ("auto", "channels_last", "contiguous"),
-                   "precision": ("auto", "fp32", "bf16")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name.replace('_', '-')} must be one of "
-                                  f"{', '.join(allowed)}, got {getattr(self, name)!r}")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
