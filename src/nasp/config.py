@@ -122,7 +122,16 @@ class SearchConfig(_Config):
 
     def __post_init__(self):
         self.a_betas = tuple(float(b) for b in self.a_betas)
+        if self.space == "nb201" and self.primitives == "darts-7":
+            self.primitives = "nb201"  # darts-7 is the DARTS space's default; nb201 has one set
         self.validate()
+        self._check_nb201()
+
+    def _check_nb201(self) -> None:
+        """The NAS-Bench-201 space's fixed op set."""
+        if self.space == "nb201" and self.primitives != "nb201":
+            raise ConfigError(f"--space nb201 has the benchmark's fixed op set: --primitives "
+                              f"must be nb201 (or left out), got {self.primitives!r}")
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no search can run with."""

@@ -390,6 +390,8 @@ def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
     Tried in this order: a key of :data:`BUILTIN_GENOTYPES` (any case); an existing file, read
     with :meth:`Genotype.load`; an existing directory holding ``genotype.json``; text mentioning
     ``Genotype``, read with :meth:`Genotype.parse`. Anything else is a :class:`GenotypeError`.
+    Files of a NAS-Bench-201 search and arch strings (``|op~0|+|...|``) give a
+    :class:`~nasp.nb201_genotype.NB201Genotype`.
     """
     if isinstance(spec, str):
         by_name = {name.lower(): genotype for name, genotype in BUILTIN_GENOTYPES.items()}
@@ -401,9 +403,15 @@ def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
             if not (path / GENOTYPE_FILE).is_file():
                 raise GenotypeError(f"directory {path} holds no {GENOTYPE_FILE}")
             path = path / GENOTYPE_FILE
-        return Genotype.load(path)
+        from nasp.nb201_genotype import load_genotype  # NAS-Bench-201 files too (lazy: cycle)
+
+        return load_genotype(path)
     if isinstance(spec, str) and "Genotype" in spec:
         return Genotype.parse(spec)
+    if isinstance(spec, str) and spec.strip().startswith("|"):
+        from nasp.nb201_genotype import NB201Genotype
+
+        return NB201Genotype.from_string(spec)
     raise GenotypeError(
         f"cannot resolve genotype {reprlib.repr(os.fspath(spec))}: it is not a built-in name "
         f"({', '.join(BUILTIN_GENOTYPES)}, any case), not an existing genotype file or run "

@@ -22,7 +22,9 @@ from nasp.config import ConfigError, TrainConfig, train_preset
 from nasp.data import ImageDataset, load_dataset
 from nasp.evaluation import flop_count, parameter_count
 from nasp.genotype import Genotype, GenotypeError, resolve_genotype
+from nasp.nb201_genotype import NB201Genotype, genotype_from_dict
 from nasp.spaces.darts_cnn import ChildNetwork
+from nasp.spaces.nb201 import NB201ChildNetwork
 
 __all__ = [
     "BEST",
@@ -108,8 +110,16 @@ def data_shape(dataset: str | None = None, *, network: str = "cifar",
                      num_classes or shape.num_classes)
 
 
-def build_network(genotype: Genotype, config: TrainConfig, shape: DataShape) -> ChildNetwork:
-    """The evaluation network of ``genotype`` as ``config`` sizes it, for data of ``shape``."""
+def build_network(genotype: Genotype | NB201Genotype, config: TrainConfig,
+                  shape: DataShape) -> ChildNetwork | NB201ChildNetwork:
+    """The evaluation network of ``genotype`` as ``config`` sizes it, for data of ``shape``.
+
+    A NAS-Bench-201 cell gets the benchmark's network (``layers`` cells per stage, ``channels``
+    = C), which has no auxiliary head and no drop-path: those options do not apply to it.
+    """
+    if isinstance(genotype, NB201Genotype):
+        return NB201ChildNetwork(genotype, shape.in_channels, shape.num_classes, config.layers,
+                                 config.channels)
     return ChildNetwork(genotype, shape.in_channels, shape.num_classes, config.layers,
                         config.channels, auxiliary=config.auxiliary_weight > 0,
                         imagenet=config.network == "imagenet")
@@ -159,7 +169,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """The trained network of checkpoint ``path`` (or of ``path/last.pt``) on ``device``."""
     path, checkpoint = read_checkpoint(path)
     try:
-        genotype = Genotype.from_dict(checkpoint["genotype"])
+        genotype = genotype_from_dict(checkpoint["genotype"])
         config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
         data = checkpoint["data"]
         shape = DataShape.from_record(data)

@@ -9,6 +9,9 @@ channels and divides the spatial size by ``stride``. The definitions follow the 
 - ``conv_kxk`` / ``conv_1x1``: ReLU, conv, BN.  ``conv_3x1_1x3``: ReLU, 1x3 conv, 3x1 conv, BN.
 - ``skip_connect``: identity, or :class:`FactorizedReduce` when ``stride == 2``.
 - ``none``: the zero operation.
+- ``nor_conv_kxk`` (NAS-Bench-201's names): ReLU, kxk convolution, BN, as ``conv_kxk``.
+
+NAS-Bench-201 (Dong & Yang, 2020) also uses :class:`ResNetBasicBlock` between its cell stages.
 
 ``PRIMITIVE_SETS`` names the candidate sets a search space can use; a set is a pair
 ``(normal ops, reduce ops)``.
@@ -25,7 +28,9 @@ __all__ = [
     "OPS",
     "PRIMITIVE_SETS",
     "FactorizedReduce",
+    "NB201_PRIMITIVES",
     "ReLUConvBN",
+    "ResNetBasicBlock",
     "Zero",
     "op_parameter_count",
     "primitive_set",
@@ -119,6 +124,39 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([a, b], dim=1))
 
 
+class ResNetBasicBlock(nn.Module):
+    """NAS-Bench-201's reduction block between cell stages (AutoDL's ``ResNetBasicblock``).
+
+    ``ReLUConvBN(3x3, stride)`` then ``ReLUConvBN(3x3)``, plus a shortcut: for stride 2, a 2x2
+    average pool (stride 2) then a 1x1 convolution without BN; for stride 1 and a change of width,
+    ``ReLUConvBN(1x1)``; otherwise the identity. The spatial size must be even when strided.
+    """
+
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool = True):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"ResNetBasicBlock takes stride 1 or 2, got {stride}")
+        self.conv_a = ReLUConvBN(C_in, C_out, 3, stride, 1, affine)
+        self.conv_b = ReLUConvBN(C_out, C_out, 3, 1, 1, affine)
+        if stride == 2:
+            self.downsample = nn.Sequential(
+                nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+                nn.Conv2d(C_in, C_out, kernel_size=1, stride=1, padding=0, bias=False))
+        elif C_in != C_out:
+            self.downsample = ReLUConvBN(C_in, C_out, 1, 1, 0, affine)
+        else:
+            self.downsample = None
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 2 and (x.shape[-1] % 2 or x.shape[-2] % 2):
+            raise ValueError(
+                f"a NAS-Bench-201 reduction block halves the image: it needs an even size, got "
+                f"{x.shape[-2]}x{x.shape[-1]} (the input images must be a multiple of 4 pixels)")
+        residual = x if self.downsample is None else self.downsample(x)
+        return residual + self.conv_b(self.conv_a(x))
+
+
 OpFactory = Callable[[int, int, bool], nn.Module]
 
 OPS: dict[str, OpFactory] = {
@@ -132,6 +170,8 @@ OPS: dict[str, OpFactory] = {
         nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine)),
     "conv_1x1": lambda C, stride, affine: ReLUConvBN(C, C, 1, stride, 0, affine),
     "conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine),
+    "nor_conv_1x1": lambda C, stride, affine: ReLUConvBN(C, C, 1, stride, 0, affine),
+    "nor_conv_3x3": lambda C, stride, affine: ReLUConvBN(C, C, 3, stride, 1, affine),
     "conv_3x1_1x3": lambda C, stride, affine: FactorizedConv(C, 3, stride, affine),
     "conv_7x1_1x7": lambda C, stride, affine: FactorizedConv(C, 7, stride, affine),
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
@@ -146,6 +186,9 @@ _DARTS = (
     "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
 )
 
+#: NAS-Bench-201's candidate ops, in the benchmark's order (AutoDL ``NAS_BENCH_201``).
+NB201_PRIMITIVES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
 #: Candidate sets by name: ``(normal-cell ops, reduction-cell ops)``.
 PRIMITIVE_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "darts": (_DARTS, _DARTS),
@@ -155,6 +198,7 @@ PRIMITIVE_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
          "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"),
         ("skip_connect", "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7"),
     ),
+    "nb201": (NB201_PRIMITIVES, NB201_PRIMITIVES),
 }
 
 

@@ -2,8 +2,9 @@
 
 :func:`plot_run` writes into a search or train run directory whatever its files allow:
 
-- ``cell_normal.*`` / ``cell_reduce.*``: the cells of ``genotype.json`` (or of the latest epoch
-  in ``metrics.jsonl``) as diagrams: ``.dot`` (graphviz source) always, rendered to ``.png`` by
+- ``cell_normal.*`` / ``cell_reduce.*`` (NAS-Bench-201: ``cell.*``, its one cell, ``none`` edges
+  left out): the cells of ``genotype.json`` (or of the latest epoch in ``metrics.jsonl``) as
+  diagrams: ``.dot`` (graphviz source) always, rendered to ``.png`` by
   graphviz ``dot`` when it is installed, else drawn with matplotlib;
 - ``curves.png``: every ``*_loss`` and ``*_acc`` / ``*_top5`` series of ``metrics.jsonl`` and the
   learning rate, per epoch;
@@ -33,8 +34,10 @@ from nasp.atomic import atomic_write_text
 from nasp.config import ConfigError, load_config
 from nasp.extras import MissingExtraError, require
 from nasp.genotype import Genotype
-from nasp.ops import primitive_set
+from nasp.nb201_genotype import EDGES as NB201_EDGES
+from nasp.nb201_genotype import NB201Genotype, genotype_from_dict, load_genotype
 from nasp.runs import RunDirError
+from nasp.spaces import build_space
 
 __all__ = ["cell_dot", "draw_cell", "plot_curves", "plot_genotype_evolution", "plot_run"]
 
@@ -54,10 +57,15 @@ def _state_name(j: int) -> str:
     return _INPUTS[j] if j < 2 else str(j - 2)
 
 
-def cell_dot(genotype: Genotype, cell: str) -> str:
+def cell_dot(genotype: Genotype | NB201Genotype, cell: str) -> str:
     """Graphviz source of one cell, drawn as the DARTS paper does: the two cell inputs
     ``c_{k-2}``, ``c_{k-1}``, the intermediate nodes ``0..steps-1`` with one labelled edge per
-    (op, input) pair, and the output ``c_{k}`` fed by the concatenated nodes."""
+    (op, input) pair, and the output ``c_{k}`` fed by the concatenated nodes.
+
+    A NAS-Bench-201 cell: its input node 0, nodes 1 and 2 and the output node 3, one labelled
+    edge per op other than ``none``."""
+    if isinstance(genotype, NB201Genotype):
+        return _nb201_cell_dot(genotype)
     pairs, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
     lines = [f'digraph "{cell}" {{', "  rankdir=LR;",
              '  node [style=filled, shape=rect, fontname="Helvetica", penwidth=2];',
@@ -72,7 +80,24 @@ def cell_dot(genotype: Genotype, cell: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def draw_cell(genotype: Genotype, cell: str, stem: str | os.PathLike,
+def _nb201_cell_dot(genotype: NB201Genotype) -> str:
+    names = _nb201_node_names()
+    lines = ['digraph "cell" {', "  rankdir=LR;",
+             '  node [style=filled, shape=rect, fontname="Helvetica", penwidth=2];',
+             '  edge [fontname="Helvetica"];']
+    fills = ("darkseagreen2", "lightblue", "lightblue", "palegoldenrod")
+    lines += [f'  "{name}" [fillcolor={fill}];' for name, fill in zip(names, fills)]
+    lines += [f'  "{names[i]}" -> "{names[j]}" [label="{op}"];'
+              for op, (j, i) in zip(genotype.ops, NB201_EDGES) if op != "none"]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _nb201_node_names() -> list[str]:
+    return ["0 (in)", "1", "2", "3 (out)"]
+
+
+def draw_cell(genotype: Genotype | NB201Genotype, cell: str, stem: str | os.PathLike,
               use_dot: bool | None = None) -> list[Path]:
     """Write ``stem.dot`` and ``stem.png`` for one cell; returns the files written.
 
@@ -93,10 +118,13 @@ def draw_cell(genotype: Genotype, cell: str, stem: str | os.PathLike,
     return [dot_file, png]
 
 
-def _draw_cell_matplotlib(genotype: Genotype, cell: str, path: Path) -> None:
+def _draw_cell_matplotlib(genotype: Genotype | NB201Genotype, cell: str, path: Path) -> None:
     """The :func:`cell_dot` picture without graphviz, as an arc diagram: the states on a line
     in order, each (op, input) edge an arc above it labelled at its apex, the edges into the
     output below it. Arcs of different edges never share an apex, so labels do not overlap."""
+    if isinstance(genotype, NB201Genotype):
+        _draw_nb201_cell_matplotlib(genotype, path)
+        return
     pairs, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
     steps = genotype.steps
     out = steps + 2
@@ -118,6 +146,27 @@ def _draw_cell_matplotlib(genotype: Genotype, cell: str, path: Path) -> None:
     ax.set_ylim(-0.2 * steps - 0.4, 0.3 * (steps + 1) + 0.4)  # the deepest and highest arcs
     ax.set_aspect("equal")  # arc3 bends in display space: keep it equal to data space
     ax.set_title(f"{cell} cell", fontsize=11)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def _draw_nb201_cell_matplotlib(genotype: NB201Genotype, path: Path) -> None:
+    """A NAS-Bench-201 cell as an arc diagram: nodes 0..3 on a line, each op other than
+    ``none`` an arc above it, labelled at its apex."""
+    fig = _figure(figsize=(6.4, 3.2))
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    colours: dict[str, str] = {}
+    for op, (j, i) in zip(genotype.ops, NB201_EDGES):
+        if op != "none":
+            _arc(ax, i, j, -0.6, colours.setdefault(op, f"C{len(colours) % 10}"), op)
+    fills = ["#b4eeb4", "#add8e6", "#add8e6", "#eee8aa"]
+    for x, (name, fill) in enumerate(zip(_nb201_node_names(), fills)):
+        ax.text(x, 0, name, ha="center", va="center", fontsize=10, zorder=3,
+                bbox=dict(boxstyle="round,pad=0.4", facecolor=fill, edgecolor="black"))
+    ax.set_xlim(-0.6, 3.6)
+    ax.set_ylim(-0.4, 1.4)
+    ax.set_aspect("equal")
+    ax.set_title("NAS-Bench-201 cell (none edges left out)", fontsize=11)
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
@@ -180,22 +229,23 @@ def plot_genotype_evolution(records: Sequence[Mapping[str, Any]],
                             path: str | os.PathLike) -> Path:
     """The derived cells after every epoch: per cell type, one row per edge, one column per
     epoch, coloured by the op the edge holds (blank: edge not kept)."""
-    genotypes = [Genotype.from_dict(r["genotype"]) for r in records]
-    steps = genotypes[0].steps
+    edges = [_kept_edges(genotype_from_dict(r["genotype"])) for r in records]
+    cells = list(edges[0])
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
-    fig = _figure(figsize=(3.0 + 0.25 * len(epochs), 7.5), layout="constrained")
-    for c, cell in enumerate(_CELLS):
-        ops = sorted({op for g in genotypes for op, _ in getattr(g, cell)})
-        grid = torch.full((len(_edge_labels(steps)), len(epochs)), float("nan"))
-        for t, g in enumerate(genotypes):
-            for m, (op, j) in enumerate(getattr(g, cell)):
-                grid[_edge_of(m, j), t] = ops.index(op)
-        ax = fig.add_subplot(2, 1, c + 1)
+    fig = _figure(figsize=(3.0 + 0.25 * len(epochs), 3.75 * len(cells)), layout="constrained")
+    for c, cell in enumerate(cells):
+        labels = edges[0][cell][0]
+        ops = sorted({op for g in edges for op in g[cell][1].values()})
+        grid = torch.full((len(labels), len(epochs)), float("nan"))
+        for t, g in enumerate(edges):
+            for e, op in g[cell][1].items():
+                grid[e, t] = ops.index(op)
+        ax = fig.add_subplot(len(cells), 1, c + 1)
         cmap = _discrete_cmap(len(ops))
         ax.imshow(grid.numpy(), aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(ops) - 0.5,
                   interpolation="nearest",
                   extent=(epochs[0] - 0.5, epochs[-1] + 0.5, grid.shape[0] - 0.5, -0.5))
-        ax.set_yticks(range(grid.shape[0]), _edge_labels(steps), fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), labels, fontsize=7)
         ax.set_ylabel("edge (node<-input)")
         ax.set_xlabel("epoch")
         ax.set_title(f"{cell} cell: op on each kept edge", fontsize=10)
@@ -203,6 +253,23 @@ def plot_genotype_evolution(records: Sequence[Mapping[str, Any]],
         ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.savefig(path, dpi=110)
     return Path(path)
+
+
+def _kept_edges(genotype: Genotype | NB201Genotype
+                ) -> dict[str, tuple[list[str], dict[int, str]]]:
+    """Per cell type: the labels of all edges and ``{edge index: op}`` of the kept ones."""
+    if isinstance(genotype, NB201Genotype):
+        return {"cell": (_edge_labels_of("cell", len(NB201_EDGES)), dict(enumerate(genotype.ops)))}
+    return {cell: (_edge_labels(genotype.steps),
+                   {_edge_of(m, j): op for m, (op, j) in enumerate(getattr(genotype, cell))})
+            for cell in _CELLS}
+
+
+def _edge_labels_of(cell: str, edges: int) -> list[str]:
+    """``node<-input`` labels of the rows of a cell type's architecture matrix."""
+    if cell == "cell" and edges == len(NB201_EDGES):  # the NAS-Bench-201 cell
+        return [f"{j}<-{i}" for j, i in NB201_EDGES]
+    return _edge_labels(_steps_of(edges))
 
 
 def _discrete_cmap(n: int):
@@ -225,15 +292,16 @@ def _weights(matrix: Any, softmax: bool) -> torch.Tensor:
 def plot_arch_weights(arch: Mapping[str, Any], primitives: Mapping[str, Sequence[str]],
                       path: str | os.PathLike, softmax: bool) -> Path:
     """Heat maps of the architecture matrices (edges x ops), one per cell type."""
-    fig = _figure(figsize=(9.0, 5.5), layout="constrained")
-    for c, cell in enumerate(_CELLS):
+    cells = list(primitives)
+    fig = _figure(figsize=(4.5 * len(cells), 5.5), layout="constrained")
+    for c, cell in enumerate(cells):
         weights = _weights(arch[cell], softmax)
-        ax = fig.add_subplot(1, 2, c + 1)
+        ax = fig.add_subplot(1, len(cells), c + 1)
         image = ax.imshow(weights.numpy(), aspect="auto", cmap="viridis")
         ax.set_xticks(range(len(primitives[cell])), primitives[cell], rotation=60, ha="right",
                       fontsize=7)
-        steps = _steps_of(weights.shape[0])
-        ax.set_yticks(range(weights.shape[0]), _edge_labels(steps), fontsize=7)
+        ax.set_yticks(range(weights.shape[0]), _edge_labels_of(cell, weights.shape[0]),
+                      fontsize=7)
         ax.set_title(f"{cell}: {'softmax(alpha)' if softmax else 'A'}", fontsize=10)
         fig.colorbar(image, ax=ax, shrink=0.8)
     fig.savefig(path, dpi=110)
@@ -244,17 +312,22 @@ def plot_arch_evolution(records: Sequence[Mapping[str, Any]],
                         primitives: Mapping[str, Sequence[str]], path: str | os.PathLike,
                         softmax: bool) -> Path:
     """The weight of every op on every edge over the epochs: one panel per edge, a row of
-    panels per node, both cell types side by side."""
+    panels per node, the cell types side by side."""
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
+    cells = list(primitives)
     series = {cell: torch.stack([_weights(r["arch"][cell], softmax) for r in records])
-              for cell in _CELLS}  # epochs x edges x ops
-    steps = _steps_of(series["normal"].shape[1])
-    fig = _figure(figsize=(2.2 * 2 * (steps + 1), 1.9 * steps + 0.8), layout="constrained")
-    grid = fig.add_gridspec(steps, 2 * (steps + 1))
-    for c, cell in enumerate(_CELLS):
-        for e, label in enumerate(_edge_labels(steps)):
-            node, j = int(label.split("<-")[0]) - 2, int(label.split("<-")[1])
-            ax = fig.add_subplot(grid[node, c * (steps + 1) + j])
+              for cell in cells}  # epochs x edges x ops
+    edges = {cell: [tuple(map(int, label.split("<-")))
+                    for label in _edge_labels_of(cell, series[cell].shape[1])] for cell in cells}
+    first = min(node for cell in cells for node, _ in edges[cell])
+    rows = max(node for cell in cells for node, _ in edges[cell]) - first + 1
+    cols = max(j for cell in cells for _, j in edges[cell]) + 1
+    fig = _figure(figsize=(2.2 * len(cells) * cols, 1.9 * rows + 0.8), layout="constrained")
+    grid = fig.add_gridspec(rows, len(cells) * cols)
+    for c, cell in enumerate(cells):
+        for e, (node, j) in enumerate(edges[cell]):
+            label = f"{node}<-{j}"
+            ax = fig.add_subplot(grid[node - first, c * cols + j])
             for k, name in enumerate(primitives[cell]):
                 ax.plot(epochs, series[cell][:, e, k].tolist(), color=f"C{k % 10}", label=name)
             ax.set_title(f"{cell} {label}", fontsize=7)
@@ -314,17 +387,20 @@ def plot_run(run_dir: str | os.PathLike, use_dot: bool | None = None) -> list[Pa
     records = _read_records(run / "metrics.jsonl")
     genotype = None
     if (run / "genotype.json").is_file():
-        genotype = Genotype.load(run / "genotype.json")
+        genotype = load_genotype(run / "genotype.json")
     elif records and "genotype" in records[-1]:
-        genotype = Genotype.from_dict(records[-1]["genotype"])
+        genotype = genotype_from_dict(records[-1]["genotype"])
     if genotype is None and not records:
         raise RunDirError(f"{run} holds neither genotype.json nor metrics.jsonl, so there is "
                           f"nothing to draw; pass the --out folder of a nasp search or nasp "
                           f"train run")
     written: list[Path] = []
     if genotype is not None:
-        for cell in _CELLS:
-            written += draw_cell(genotype, cell, run / f"cell_{cell}", use_dot)
+        if isinstance(genotype, NB201Genotype):
+            written += draw_cell(genotype, "cell", run / "cell", use_dot)
+        else:
+            for cell in _CELLS:
+                written += draw_cell(genotype, cell, run / f"cell_{cell}", use_dot)
     if records:
         kind = "search" if any("genotype" in r for r in records) else "training"
         written.append(plot_curves(records, run / "curves.png", f"{kind}: {run.name}"))
@@ -343,8 +419,10 @@ def _search_weights(run: Path, records: Sequence[Mapping[str, Any]]) -> list[Pat
         config = load_config(run / "config.yaml")
     except ConfigError:
         return []  # a train run's config
-    normal, reduce = primitive_set(config.primitives)
-    primitives = {"normal": normal, "reduce": reduce}
+    try:
+        primitives = build_space(config.space, config.primitives).primitives
+    except ValueError:
+        return []  # a space or op set this version does not know
     softmax = config.strategy != "nasp"
     written = []
     arch = _final_arch(run)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from nasp.spaces.base import SearchSpace
 from nasp.spaces.darts_cnn import ChildNetwork, DartsCNNSpace, Supernet
+from nasp.spaces.nb201 import NB201ChildNetwork, NB201Space, NB201Supernet
 
-SPACES = {"darts": DartsCNNSpace}
+SPACES = {"darts": DartsCNNSpace, "nb201": NB201Space}
 
 
 def build_space(name: str = "darts", primitives: str = "darts-7") -> SearchSpace:
@@ -18,4 +19,5 @@ def build_space(name: str = "darts", primitives: str = "darts-7") -> SearchSpace
     return cls(primitives)
 
 
-__all__ = ["SPACES", "ChildNetwork", "DartsCNNSpace", "SearchSpace", "Supernet", "build_space"]
+__all__ = ["SPACES", "ChildNetwork", "DartsCNNSpace", "NB201ChildNetwork", "NB201Space",
+           "NB201Supernet", "SearchSpace", "Supernet", "build_space"]

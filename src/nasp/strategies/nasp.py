@@ -14,6 +14,8 @@ kept in ``C2 = [0, 1]``; the network only ever runs at its projection ``A_bar = 
 
 ``R(A_bar) = sum_{normal edges e, ops k} b_k A_bar[e, k]^2`` with ``b_k`` the parameter count of
 op ``k`` normalised over the primitive set (sum 1); ``lambda`` is ``size_penalty`` (default 0).
+The normal cell is the space's first cell type (``"normal"`` in the DARTS space, the one cell of
+NAS-Bench-201).
 
 The architecture step runs in ``sparse`` mode by default (the selected ops with autograd, the
 others forward-only; exact gradients, see :mod:`nasp.mixed`); ``arch_mode="reference"`` runs
@@ -37,8 +39,9 @@ class NASP(Strategy):
 
     def __init__(self, space, net, config):
         super().__init__(space, net, config)
-        like = self.arch["normal"]
-        self.costs = space.op_costs("normal").to(like.device, like.dtype)
+        self.size_cell = space.cell_types[0]  # the normal cell: the one R counts
+        like = self.arch[self.size_cell]
+        self.costs = space.op_costs(self.size_cell).to(like.device, like.dtype)
         self.project()
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
@@ -57,7 +60,7 @@ class NASP(Strategy):
 
     def size_regulariser(self, A_bar: dict[str, torch.Tensor]) -> torch.Tensor:
         """``R(A_bar) = sum_{e,k} b_k A_bar_normal[e, k]^2``."""
-        return (self.costs * A_bar["normal"].square()).sum()
+        return (self.costs * A_bar[self.size_cell].square()).sum()
 
     def arch_gradient(self, val: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Gradient of the architecture objective with respect to ``A_bar``, and the loss."""

@@ -1,0 +1,308 @@
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020), as its benchmark defines it.
+
+The cell: node 0 is the cell input, node ``j`` (1..3) ``= sum_{i<j} op_{i->j}(node_i)``, the
+output is node 3; 6 edges in the arch-string order ``(1<-0), (2<-0), (2<-1), (3<-0), (3<-1),
+(3<-2)`` (see :mod:`nasp.nb201_genotype`); every edge holds one of ``none``, ``skip_connect``,
+``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3`` (``nor_conv`` = ReLU-Conv-BN, the pool is
+3x3, stride 1, padding 1, ``count_include_pad=False``, ``none`` outputs zeros). All edges are
+kept: there is no per-node top-k rule, so ``prox_C1`` is the per-edge one-hot alone.
+
+The network (the benchmark's ``TinyNetwork``): a 3x3 convolution stem to ``C`` channels with
+BatchNorm; stage 1: ``N`` cells at ``C``; a :class:`~nasp.ops.ResNetBasicBlock` (stride 2,
+``C -> 2C``); stage 2: ``N`` cells at ``2C``; a block ``2C -> 4C``; stage 3: ``N`` cells at
+``4C``; BatchNorm, ReLU, global average pooling, linear classifier. ``N`` is the config's
+``layers`` and ``C`` its ``channels`` (the benchmark: N 5, C 16). The input size must be a
+multiple of 4 (8x8 digits give 4x4 and 2x2 in stages 2 and 3; CIFAR's 32x32 16x16 and 8x8).
+All cells share one architecture matrix, of cell type ``"cell"``, 6 edges x 5 ops.
+
+Choices, as AutoDL-Projects' NAS-Bench-201 search models make them:
+
+- In the search supernet the cells' ops have BatchNorm without affine parameters and the pooling
+  op has no BatchNorm after it (unlike the DARTS supernet); the stem, the reduction blocks and
+  the last BatchNorm keep their affine parameters. The child network has affine BatchNorm
+  everywhere (``search_ops=True`` builds it with the supernet's ops, to take its weights).
+- :meth:`NB201Space.derive` takes ``argmax softmax(A)`` on every edge over all five ops,
+  ``none`` included, as AutoDL's NAS-Bench-201 baselines do (DARTS on the DARTS space excludes
+  ``none``); that is what lets DARTS's collapse to parameter-free ops show.
+
+One deviation from the shared tie rule of :func:`nasp.prox.prox_c1` (ties: lowest op index),
+in :meth:`NB201Space.project` and :meth:`NB201Space.derive`: on an edge where several ops tie
+for the maximum, ``none`` loses the tie (it wins only when strictly largest); among the others
+the lowest index wins. Reason: NASP starts from ``A = 0.5`` everywhere; with the shared rule the
+projection would select ``none`` (op 0) on every edge, the network would output a constant, and
+every architecture gradient ``<dL/d(node), o_k(x)>`` would be 0 (nothing reaches a node that only
+``none`` edges feed), so NASP could never leave that point. With this rule it starts from the
+all-``skip_connect`` cell instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from nasp.genotype import GenotypeError
+from nasp.mixed import CellPlan, MixedOp, sparse_sum
+from nasp.nb201_genotype import EDGES, NB201Genotype
+from nasp.ops import NB201_PRIMITIVES, OPS, ResNetBasicBlock, op_parameter_count
+from nasp.prox import prox_c1
+from nasp.spaces.base import ArchTensors, Selection
+
+__all__ = ["NB201ChildNetwork", "NB201Space", "NB201Supernet"]
+
+CELL = "cell"
+NODES = 3
+
+
+def _nb201_op(name: str, C: int, affine: bool) -> nn.Module:
+    """A cell op as the benchmark builds it (stride 1, no BatchNorm after pooling)."""
+    return OPS[name](C, 1, affine)
+
+
+class NB201MixedOp(MixedOp):
+    """One supernet edge: the five ops with non-affine BatchNorm and a bare average pool.
+
+    Runs in the four modes of :class:`~nasp.mixed.MixedOp` (its ``forward`` is reused).
+    """
+
+    def __init__(self, C: int, primitives: Sequence[str]):
+        super().__init__(C, 1, ())
+        self.primitives = tuple(primitives)
+        self.ops = nn.ModuleList(_nb201_op(name, C, False) for name in self.primitives)
+
+
+class NB201SearchCell(nn.Module):
+    """A supernet cell: one :class:`NB201MixedOp` per edge."""
+
+    def __init__(self, C: int, primitives: Sequence[str]):
+        super().__init__()
+        self.edges = nn.ModuleList(NB201MixedOp(C, primitives) for _ in EDGES)
+        self.none = primitives.index("none") if "none" in primitives else -2
+
+    def forward(self, x: torch.Tensor, plan: CellPlan) -> torch.Tensor:
+        nodes = [x]
+        rows = plan.weights.unbind(0) if plan.weights is not None else None
+        selection = plan.selection
+        e = 0
+        for j in range(1, NODES + 1):
+            if plan.mode == "sparse":
+                node = sparse_sum(plan.weights[e:e + j], [
+                    (self.edges[e + i], nodes[i], selection[e + i]) for i in range(j)])
+            else:
+                node = None
+                for i in range(j):
+                    index = selection[e + i] if selection is not None else -1
+                    if plan.mode == "discrete" and index in (-1, self.none):
+                        continue  # a zero term: not computed
+                    y = self.edges[e + i](nodes[i], plan.mode,
+                                          rows[e + i] if rows is not None else None, index)
+                    node = y if node is None else node + y
+                if node is None:
+                    node = torch.zeros_like(x)
+            nodes.append(node)
+            e += j
+        return nodes[-1]
+
+
+class NB201ChildCell(nn.Module):
+    """A cell of the discrete network: one op per edge (``none`` included, as the benchmark's
+    ``InferCell``)."""
+
+    def __init__(self, genotype: NB201Genotype, C: int, affine: bool):
+        super().__init__()
+        self.ops = nn.ModuleList(_nb201_op(name, C, affine) for name in genotype.ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        e = 0
+        for j in range(1, NODES + 1):
+            node = self.ops[e](nodes[0])
+            for i in range(1, j):
+                node = node + self.ops[e + i](nodes[i])
+            nodes.append(node)
+            e += j
+        return nodes[-1]
+
+
+def _check_size(layers: int, channels: int) -> None:
+    if layers < 1:
+        raise ValueError(f"--layers (cells per stage, N) must be at least 1; got {layers}")
+    if channels < 1:
+        raise ValueError(f"--channels (C) must be at least 1; got {channels}")
+
+
+class _Macro(nn.Module):
+    """The benchmark's macro network around cells made by ``make_cell(C)``."""
+
+    def __init__(self, in_channels: int, num_classes: int, layers: int, channels: int,
+                 make_cell: Callable[[int], nn.Module]):
+        super().__init__()
+        _check_size(layers, channels)
+        C = channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C))
+        self.cells = nn.ModuleList()
+        C_prev = C
+        for stage in range(3):
+            C_stage = C * 2 ** stage
+            if stage:
+                self.cells.append(ResNetBasicBlock(C_prev, C_stage, 2, affine=True))
+            self.cells.extend(make_cell(C_stage) for _ in range(layers))
+            C_prev = C_stage
+        self.lastact = nn.Sequential(nn.BatchNorm2d(C_prev), nn.ReLU(inplace=False))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.global_pooling(self.lastact(x)).flatten(1))
+
+
+class NB201Supernet(_Macro):
+    """The search network; ``forward(x, plans)`` takes ``{"cell": CellPlan}``."""
+
+    def __init__(self, in_channels: int, num_classes: int, layers: int, channels: int,
+                 primitives: Sequence[str] = NB201_PRIMITIVES):
+        super().__init__(in_channels, num_classes, layers, channels,
+                         lambda C: NB201SearchCell(C, primitives))
+
+    def forward(self, x: torch.Tensor, plans: Mapping[str, CellPlan]) -> torch.Tensor:
+        plan = plans[CELL]
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x, plan) if isinstance(cell, NB201SearchCell) else cell(x)
+        return self.head(x)
+
+
+class NB201ChildNetwork(_Macro):
+    """The discrete network of a genotype (the benchmark's ``TinyNetwork``): a plain
+    ``nn.Module`` mapping images to logits.
+
+    ``search_ops=True`` gives the cells the supernet's non-affine BatchNorm, so weights copied
+    from a supernet reproduce its discrete forward pass (:meth:`NB201Space.extract_child`).
+    """
+
+    def __init__(self, genotype: NB201Genotype, in_channels: int, num_classes: int,
+                 layers: int, channels: int, search_ops: bool = False):
+        super().__init__(in_channels, num_classes, layers, channels,
+                         lambda C: NB201ChildCell(genotype, C, not search_ops))
+        self.genotype = genotype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x)
+        return self.head(x)
+
+
+def _as_nb201(genotype: object) -> NB201Genotype:
+    if isinstance(genotype, NB201Genotype):
+        return genotype
+    if isinstance(genotype, str):
+        return NB201Genotype.from_string(genotype)
+    raise GenotypeError(
+        f"the nb201 space takes a NAS-Bench-201 genotype (an arch string like "
+        f"|nor_conv_3x3~0|+|...|+|...|), got a {type(genotype).__name__}; a DARTS cell belongs "
+        f"to --space darts")
+
+
+class NB201Space:
+    """The NAS-Bench-201 cell space (see the module docstring); one cell type, ``"cell"``."""
+
+    name = "nb201"
+    cell_types = (CELL,)
+
+    def __init__(self, primitives: str = "nb201"):
+        if primitives != "nb201":
+            raise ValueError(
+                f"the nb201 space has the benchmark's fixed op set: --primitives must be nb201, "
+                f"got {primitives!r}")
+        self.primitive_set = primitives
+        self.primitives = {CELL: NB201_PRIMITIVES}
+        self.num_edges = len(EDGES)
+        self.keep = NODES  # at least every node's in-degree: prox_C1 keeps every edge
+        self.edge_node = torch.tensor([j - 1 for j, _ in EDGES])
+        # column order in which ties are broken: every op before none (module docstring)
+        self.tie_order = torch.tensor(
+            [k for k, n in enumerate(NB201_PRIMITIVES) if n != "none"]
+            + [k for k, n in enumerate(NB201_PRIMITIVES) if n == "none"])
+
+    def arch_shapes(self) -> dict[str, tuple[int, int]]:
+        return {CELL: (self.num_edges, len(NB201_PRIMITIVES))}
+
+    def project(self, A: ArchTensors) -> dict[str, torch.Tensor]:
+        """``prox_C1``: per edge, the one-hot of its largest entry (``none`` loses ties)."""
+        a = A[CELL]
+        order = self.tie_order.to(a.device)
+        projected = prox_c1(a[:, order], self.edge_node.to(a.device), self.keep)
+        out = torch.empty_like(projected)
+        out[:, order] = projected
+        return {CELL: out}
+
+    def _best_ops(self, W: torch.Tensor) -> list[int]:
+        """Per row of ``W``, the index of its largest entry, ``none`` losing ties."""
+        return self.tie_order[W[:, self.tie_order].argmax(dim=1)].tolist()
+
+    def derive(self, A: ArchTensors) -> NB201Genotype:
+        """``argmax_k softmax(A)[e, k]`` on every edge, over all ops (``none`` included)."""
+        W = torch.softmax(A[CELL].detach().double().cpu(), dim=-1)
+        return NB201Genotype(tuple(NB201_PRIMITIVES[k] for k in self._best_ops(W)))
+
+    def genotype_of(self, selection: Selection) -> NB201Genotype:
+        chosen = tuple(selection[CELL])
+        if len(chosen) != self.num_edges or any(not 0 <= k < len(NB201_PRIMITIVES)
+                                                for k in chosen):
+            raise ValueError(f"a NAS-Bench-201 selection holds one op index in "
+                             f"0..{len(NB201_PRIMITIVES) - 1} per edge ({self.num_edges} "
+                             f"edges, none dropped); got {chosen}")
+        return NB201Genotype(tuple(NB201_PRIMITIVES[k] for k in chosen))
+
+    def selection_of(self, genotype: NB201Genotype | str) -> dict[str, tuple[int, ...]]:
+        genotype = _as_nb201(genotype)
+        return {CELL: tuple(NB201_PRIMITIVES.index(op) for op in genotype.ops)}
+
+    def random_selection(self, generator: torch.Generator) -> dict[str, tuple[int, ...]]:
+        """A selection drawn uniformly from the 5^6 = 15625 cells of the space (``none``
+        included, as the benchmark includes it), with ``generator``."""
+        draw = torch.randint(len(NB201_PRIMITIVES), (self.num_edges,), generator=generator)
+        return {CELL: tuple(draw.tolist())}
+
+    def op_costs(self, cell_type: str) -> torch.Tensor:
+        counts = torch.tensor(
+            [float(op_parameter_count(n, 16)) for n in self.primitives[cell_type]])
+        total = counts.sum()
+        return counts / total if total > 0 else counts
+
+    def build_supernet(self, in_channels: int, num_classes: int, layers: int,
+                       channels: int) -> NB201Supernet:
+        return NB201Supernet(in_channels, num_classes, layers, channels, NB201_PRIMITIVES)
+
+    def build_child(self, genotype: NB201Genotype | str, in_channels: int, num_classes: int,
+                    layers: int, channels: int, search_ops: bool = False) -> NB201ChildNetwork:
+        return NB201ChildNetwork(_as_nb201(genotype), in_channels, num_classes, layers,
+                                 channels, search_ops)
+
+    def extract_child(self, supernet: NB201Supernet,
+                      genotype: NB201Genotype | str) -> NB201ChildNetwork:
+        """The child network of ``genotype`` holding a copy of the supernet's weights.
+
+        Its forward pass equals ``supernet(x, plans)`` with the discrete plans of ``genotype``.
+        """
+        genotype = _as_nb201(genotype)
+        stem = supernet.stem[0]
+        layers = sum(isinstance(c, NB201SearchCell) for c in supernet.cells) // 3
+        child = NB201ChildNetwork(genotype, stem.in_channels, supernet.classifier.out_features,
+                                  layers, stem.out_channels, search_ops=True
+                                  ).to(stem.weight.device, stem.weight.dtype)
+        selection = self.selection_of(genotype)[CELL]
+        state = {}
+        for name, value in supernet.state_dict().items():
+            parts = name.split(".")
+            if len(parts) > 4 and parts[2] == "edges":  # cells.c.edges.e.ops.k.rest
+                c, e, k = parts[1], int(parts[3]), int(parts[5])
+                if k == selection[e]:
+                    state[".".join(["cells", c, "ops", str(e), *parts[6:]])] = value
+            else:
+                state[name] = value
+        child.load_state_dict(state)
+        return child
