@@ -287,11 +287,15 @@ def test_odd_image_sizes_are_a_clear_error():
 # ------------------------------------------------------------------------ config and searches
 
 
-def test_config_picks_the_nb201_op_set():
+def test_config_picks_the_nb201_op_set_and_checks_the_benchmark_options():
     assert SearchConfig(space="nb201").primitives == "nb201"
     assert build_space("nb201", "nb201").name == "nb201"
     with pytest.raises(ConfigError, match="--primitives must be nb201"):
         SearchConfig(space="nb201", primitives="darts")
+    with pytest.raises(ConfigError, match="needs --space nb201"):
+        SearchConfig(benchmark="table.csv")
+    with pytest.raises(ConfigError, match="give --benchmark"):
+        SearchConfig(space="nb201", benchmark_column="cifar10")
 
 
 def test_nasp_leaves_its_initial_point_and_penalises_size(supernet):
@@ -320,6 +324,7 @@ def test_tiny_search_on_nb201(strategy, tmp_path):
     assert NB201Genotype.load(out / "genotype.json") == result.genotype
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert NB201Genotype.from_dict(record["genotype"]) == result.genotype
+    assert "benchmark_acc" not in record
     arch = torch.load(out / "arch.pt")
     assert arch["cell"].shape == (6, 5)
     assert result.genotype == NB201Space().derive(arch)

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from nasp.benchmark import BenchmarkError
 from nasp.config import PRESETS, TRAIN_PRESETS, ConfigError, load_config, preset, train_preset
 from nasp.data import DATASETS, DatasetError
 from nasp.export import FORMATS, ExportError
@@ -23,7 +24,7 @@ from nasp.spaces import SPACES
 from nasp.strategies import STRATEGIES
 
 USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError, CheckpointError,
-               ExportError, MissingExtraError)
+               ExportError, MissingExtraError, BenchmarkError)
 
 
 def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -48,7 +49,9 @@ def _search_parser(sub) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="start from a config.yaml (e.g. RUN_DIR/config.yaml) instead of a preset")
     p.add_argument("--strategy", choices=sorted(STRATEGIES))
-    p.add_argument("--space", choices=sorted(SPACES))
+    p.add_argument("--space", choices=sorted(SPACES),
+                   help="darts: the DARTS cell (default); nb201: the NAS-Bench-201 cell and "
+                        "network (--layers = cells per stage, --channels = C)")
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
     p.add_argument("--subset", type=int, metavar="N",
@@ -67,6 +70,13 @@ def _search_parser(sub) -> None:
                         "with autograd, as the original code)")
     p.add_argument("--init-noise", type=float, metavar="STD",
                    help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
+    p.add_argument("--benchmark", metavar="PATH",
+                   help="--space nb201: log the NAS-Bench-201 accuracy of the genotype every "
+                        "epoch, looked up in PATH (a CSV table of arch strings and accuracies, "
+                        "or NATS-Bench tss files with the nats_bench package)")
+    p.add_argument("--benchmark-column", metavar="NAME",
+                   help="the benchmark's accuracy column to report (default: the one of "
+                        "--dataset: cifar10, cifar100; needed for other data sets)")
     p.add_argument("--seed", type=int)
     _device_options(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
@@ -85,7 +95,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
                      "arch_mode", "init_noise", "seed", "device", "memory_format", "precision",
-                     "out")
+                     "out", "benchmark", "benchmark_column")
     }
     if args.config:
         config = load_config(args.config).replace(**overrides)

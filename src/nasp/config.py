@@ -113,6 +113,10 @@ class SearchConfig(_Config):
     size_penalty: float = 0.0
     arch_mode: str = "sparse"
     init_noise: float = 0.0
+    # NAS-Bench-201 look-up (space nb201): a CSV table or NATS-Bench files, and the column to
+    # report (default: the column of `dataset`, see nasp.benchmark)
+    benchmark: str | None = None
+    benchmark_column: str | None = None
     # run
     seed: int = 0
     device: str = "auto"
@@ -128,10 +132,15 @@ class SearchConfig(_Config):
         self._check_nb201()
 
     def _check_nb201(self) -> None:
-        """The NAS-Bench-201 space's fixed op set."""
+        """The NAS-Bench-201 space's fixed op set, and the benchmark options it alone takes."""
         if self.space == "nb201" and self.primitives != "nb201":
             raise ConfigError(f"--space nb201 has the benchmark's fixed op set: --primitives "
                               f"must be nb201 (or left out), got {self.primitives!r}")
+        if self.benchmark is not None and self.space != "nb201":
+            raise ConfigError("--benchmark looks up NAS-Bench-201 cells: it needs --space nb201")
+        if self.benchmark_column is not None and self.benchmark is None:
+            raise ConfigError("--benchmark-column names a column of the --benchmark table: "
+                              "give --benchmark PATH too")
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no search can run with."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from nasp.benchmark import benchmark_note, benchmark_record, open_benchmark
 from nasp.config import SearchConfig
 from nasp.data import Batches, load_dataset, search_split
 from nasp.device import resolve_device, resolve_memory_format
@@ -47,6 +48,7 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
     out = Path(config.out) if config.out else default_run_dir("search", config.dataset,
                                                                config.strategy)
     config = config.replace(out=str(out))
+    bench = open_benchmark(config)  # NAS-Bench-201 look-up, or None
     space = build_space(config.space, config.primitives)
     memory_format = resolve_memory_format(config.memory_format, device)
     net = space.build_supernet(data.in_channels, data.num_classes, config.layers,
@@ -100,6 +102,7 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
             "seconds": time.perf_counter() - started, "genotype": genotype.to_dict(),
             "arch": {t: a.detach().cpu().tolist() for t, a in strategy.arch.items()},
         }
+        record.update(benchmark_record(bench, genotype))
         history.append(record)
         run.log_metrics(record)
         run.save_torch("checkpoint.pt", {"epoch": epoch + 1, "config": config.to_dict(),
@@ -107,14 +110,14 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
         log(f"epoch {epoch + 1}/{config.epochs}  train loss {train_loss:.3f} acc "
             f"{100 * train_acc:.1f}%  arch loss {arch_loss:.3f}  child val loss "
             f"{child_loss:.3f} acc {100 * child_acc:.1f}%  lr {lr:.4f}  "
-            f"{record['seconds']:.1f}s  {genotype.compact()}")
+            f"{record['seconds']:.1f}s{benchmark_note(bench, record)}  {genotype.compact()}")
 
     genotype = strategy.genotype()
     run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in strategy.arch.items()})
     genotype.save(run.file("genotype.json"))
     if plots:
         write_pictures(out, log)
-    log(f"genotype: {genotype}")
+    log(f"genotype: {genotype}{benchmark_note(bench, benchmark_record(bench, genotype))}")
     log(f"run directory: {out} (config.yaml, metrics.jsonl, checkpoint.pt, arch.pt, "
         f"genotype.json)")
     return SearchResult(genotype, out, history, strategy)

@@ -1,0 +1,224 @@
+"""NAS-Bench-201 look-up: CSV tables, the nats_bench adapter, errors, and the search's log."""
+
+import itertools
+import json
+import sys
+import types
+
+import pytest
+
+from nasp.benchmark import BenchmarkError, BenchmarkTable, open_benchmark
+from nasp.cli import main
+from nasp.config import SearchConfig
+from nasp.genotype import BUILTIN_GENOTYPES
+from nasp.nb201_genotype import NB201Genotype
+from nasp.ops import NB201_PRIMITIVES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BEST = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+        "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+RESNET = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def table(tmp_path):
+    """NATS-Bench-style export: percentages, a cost column, spacing as a human might write it."""
+    return write(tmp_path / "nb201.csv", (
+        "index,arch,cifar10-valid,cifar10,cifar100,ImageNet16-120,params\n"
+        f"9930,{BEST},91.55,94.36,73.51,46.34,1.289\n"
+        f'1,"{RESNET.replace("|+|", "| + |")}",90.83,93.97,70.86,43.63,1.073\n'
+        f"2,{ALL_NONE},10.0,10.0,1.0,,0.07\n"))
+
+
+def test_csv_lookup_returns_fractions_per_column(table):
+    bench = BenchmarkTable.load(table)
+    assert bench.datasets == ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
+    assert bench.accuracy(BEST, "cifar10") == pytest.approx(0.9436)
+    assert bench.accuracy(NB201Genotype.from_string(BEST), "cifar100") == pytest.approx(0.7351)
+    assert bench.accuracy(RESNET, "imagenet16-120") == pytest.approx(0.4363)  # any case
+    assert bench.accuracy(RESNET.replace("~", " ~ "), "cifar10-valid") == pytest.approx(0.9083)
+    assert bench.accuracy(ALL_NONE, "ImageNet16-120") is None  # empty cell
+    unknown = "|avg_pool_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    assert bench.accuracy(unknown, "cifar10") is None
+
+
+def test_fraction_tables_and_other_delimiters(tmp_path):
+    path = write(tmp_path / "t.csv", f"architecture;my acc\n{BEST};0.9436\n{RESNET};0.5\n")
+    bench = BenchmarkTable.load(path)
+    assert bench.datasets == ("my acc",)
+    assert bench.accuracy(BEST, "my acc") == pytest.approx(0.9436)
+
+
+def test_arch_column_found_by_content_and_equal_duplicates_allowed(tmp_path):
+    path = write(tmp_path / "t.csv", f"cell,cifar10\n{BEST},94.36\n{BEST},94.36\n")
+    assert BenchmarkTable.load(path).accuracy(BEST, "cifar10") == pytest.approx(0.9436)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("arch,cifar10\n", "is empty"),
+    ("name,cifar10\nresnet,93.9\n", "no architecture column"),
+    (f"arch,comment\n{BEST},good\n", "no accuracy column"),
+    (f"arch,cifar10\n{BEST},94.36\n{BEST.replace('|+|', '| + |')},93.0\n",
+     "lines 2 and 3 with different cifar10"),
+    (f"arch,cifar10\n{BEST},94.36\n|nor_conv_3x3~0|+|none~0|,50\n", "line 3: .*3 node groups"),
+    (f"arch,cifar10,CIFAR10\n{BEST},94.36,94.36\n", "repeats a column name"),
+])
+def test_bad_tables_are_clear_errors(tmp_path, content, message):
+    path = write(tmp_path / "bad.csv", content)
+    with pytest.raises(BenchmarkError, match=message) as info:
+        BenchmarkTable.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_and_unknown_column(tmp_path, table):
+    with pytest.raises(BenchmarkError, match="does not exist"):
+        BenchmarkTable.load(tmp_path / "nowhere.csv")
+    bench = BenchmarkTable.load(table)
+    with pytest.raises(BenchmarkError, match="no accuracy column for 'mnist'.*--benchmark-column"):
+        bench.accuracy(BEST, "mnist")
+    with pytest.raises(BenchmarkError, match="'params' is not an accuracy column"):
+        bench.accuracy(BEST, "params")
+    with pytest.raises(BenchmarkError, match="--space nb201"):
+        bench.accuracy(BUILTIN_GENOTYPES["DARTS_V2"], "cifar10")
+
+
+def test_a_column_with_text_is_not_an_accuracy_column(tmp_path):
+    path = write(tmp_path / "t.csv", f"arch,cifar10,cifar100\n{BEST},94.36,n/a\n")
+    bench = BenchmarkTable.load(path)
+    assert bench.datasets == ("cifar10",)
+    with pytest.raises(BenchmarkError, match="line 2 holds 'n/a'"):
+        bench.accuracy(BEST, "cifar100")
+
+
+def test_open_benchmark_maps_the_data_set_or_needs_a_column(table):
+    config = SearchConfig(space="nb201", dataset="cifar10", benchmark=str(table))
+    assert open_benchmark(config).column == "cifar10"
+    assert open_benchmark(config.replace(benchmark_column="cifar10-valid")).column == \
+        "cifar10-valid"
+    with pytest.raises(BenchmarkError, match="data set 'digits'.*--benchmark-column"):
+        open_benchmark(config.replace(dataset="digits"))
+    assert open_benchmark(SearchConfig(space="nb201")) is None
+
+
+# ---------------------------------------------------------------------------- nats_bench
+
+
+class FakeNatsAPI:
+    """What the adapter uses of nats_bench's topology API, with NATS-Bench's record of BEST."""
+
+    def __init__(self):
+        self.calls = []
+
+    def query_index_by_arch(self, arch):
+        return 9930 if arch == BEST else -1
+
+    def get_more_info(self, index, dataset, iepoch=None, hp="12", is_random=True):
+        self.calls.append((index, dataset, hp, is_random))
+        assert index == 9930
+        return {"cifar10-valid": {"valid-accuracy": 91.55, "test-accuracy": 93.0},
+                "cifar10": {"test-accuracy": 94.36},
+                "cifar100": {"valid-accuracy": 73.49, "test-accuracy": 73.51}}[dataset]
+
+
+@pytest.fixture
+def fake_nats(monkeypatch):
+    api = FakeNatsAPI()
+    created = []
+    module = types.ModuleType("nats_bench")
+
+    def create(path, space, fast_mode=False, verbose=True):
+        created.append((path, space, fast_mode, verbose))
+        if space != "tss":
+            raise ValueError("only tss here")
+        return api
+
+    module.create = create
+    monkeypatch.setitem(sys.modules, "nats_bench", module)
+    return api, created
+
+
+def test_nats_bench_adapter(tmp_path, fake_nats):
+    api, created = fake_nats
+    folder = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    folder.mkdir()
+    bench = BenchmarkTable.load(folder)
+    assert created == [(str(folder), "tss", True, False)]
+    assert "ImageNet16-120" in bench.datasets
+    assert bench.accuracy(BEST, "cifar10") == pytest.approx(0.9436)
+    assert bench.accuracy(BEST, "cifar10-valid") == pytest.approx(0.9155)  # its valid split
+    assert bench.accuracy(BEST, "CIFAR100") == pytest.approx(0.7351)
+    assert bench.accuracy(BEST.replace("|+|", "| + |"), "cifar10") == pytest.approx(0.9436)
+    assert bench.accuracy(RESNET, "cifar10") is None
+    # 200-epoch results averaged over seeds, each asked once
+    assert api.calls == [(9930, "cifar10", "200", False), (9930, "cifar10-valid", "200", False),
+                         (9930, "cifar100", "200", False)]
+    single_file = write(tmp_path / "NATS-tss-v1_0-3ffb9-simple.pickle.pbz2", "")
+    BenchmarkTable.load(single_file)
+    assert created[-1][2] is False  # fast mode reads a directory only
+
+
+def test_nats_bench_failures_are_benchmark_errors(tmp_path, fake_nats, monkeypatch):
+    api, _ = fake_nats
+    monkeypatch.setattr(api, "get_more_info", lambda *a, **k: {})
+    bench = BenchmarkTable.load(tmp_path)
+    with pytest.raises(BenchmarkError, match="no test-accuracy for architecture 9930"):
+        bench.accuracy(BEST, "cifar10")
+    monkeypatch.setitem(sys.modules, "nats_bench", None)  # not installed
+    with pytest.raises(BenchmarkError, match="pip install nats_bench"):
+        BenchmarkTable.load(tmp_path)
+
+
+# ------------------------------------------------------------------------------ the search
+
+
+def _full_table(path):
+    """Every cell of the space with a distinct made-up accuracy, so any genotype is found."""
+    rows = ["arch,cifar10"]
+    accuracy = {}
+    for n, ops in enumerate(itertools.product(NB201_PRIMITIVES, repeat=6)):
+        arch = str(NB201Genotype(ops))
+        accuracy[arch] = round(n / 15625 * 100, 4)
+        rows.append(f"{arch},{accuracy[arch]}")
+    path.write_text("\n".join(rows) + "\n")
+    return accuracy
+
+
+SEARCH = ["search", "--space", "nb201", "--preset", "tiny", "--subset", "64", "--no-progress",
+          "--no-plots"]
+
+
+def test_search_logs_the_benchmark_accuracy_every_epoch(tmp_path, capsys):
+    accuracy = _full_table(tmp_path / "all.csv")
+    out = tmp_path / "run"
+    assert main([*SEARCH, "--epochs", "2", "--benchmark", str(tmp_path / "all.csv"),
+                 "--benchmark-column", "cifar10", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        arch = record["genotype"]["arch"]
+        assert record["benchmark_acc"] == pytest.approx(accuracy[arch] / 100)
+    printed = capsys.readouterr().out
+    final = NB201Genotype.load(out / "genotype.json")
+    assert printed.count("benchmark cifar10 acc") == 3  # two epochs and the final line
+    assert f"genotype: {final}  benchmark cifar10 acc {accuracy[str(final)]:.2f}%" in printed
+
+
+def test_search_with_a_bad_benchmark_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*SEARCH, "--epochs", "1", "--benchmark", str(tmp_path / "none.csv"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "none.csv does not exist" in err and "Traceback" not in err
+    assert not out.exists()
+    write(tmp_path / "t.csv", f"arch,cifar10\n{BEST},94.36\n")
+    assert main([*SEARCH, "--epochs", "1", "--benchmark", str(tmp_path / "t.csv"),
+                 "--out", str(out)]) == 2  # digits has no column of its own
+    assert "--benchmark-column" in capsys.readouterr().err
+    assert not out.exists()
