@@ -395,7 +395,7 @@ def _compare_parser(sub) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nasp.compare import ComparePlan, compare
+    from nasp.compare import ComparePlan, run_comparison
 
     overrides = {name: getattr(args, name) for name in _COMPARE_SEARCH_OPTIONS}
     if args.config:
@@ -412,7 +412,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                        search=dataclasses.replace(search_config, out=None), out=Path(args.out),
                        train=train_config, benchmark=args.benchmark,
                        command=shlex.join(["nasp", *args.argv]))
-    compare(plan, progress=not args.no_progress)
+    run_comparison(plan, progress=not args.no_progress)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
 

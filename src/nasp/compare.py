@@ -59,8 +59,8 @@ from nasp.loops.search import search
 from nasp.loops.train import resume, train
 from nasp.model import LAST
 
-__all__ = ["ComparePlan", "compare", "plot_accuracy_vs_time", "report_markdown", "summarise",
-           "write_report"]
+__all__ = ["ComparePlan", "plot_accuracy_vs_time", "report_markdown", "run_comparison",
+           "summarise", "write_report"]
 
 #: Options that may differ between a recorded stage and the current plan (where the data
 #: lives, where the run directory is): every other one must match for the stage to be reused.
@@ -121,7 +121,7 @@ class ComparePlan:
         return self.out / f"{strategy}-seed{seed}"
 
 
-def compare(plan: ComparePlan, *, progress: bool = False,
+def run_comparison(plan: ComparePlan, *, progress: bool = False,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run (or reuse) every strategy x seed of ``plan``; write the report after each; return
     the per-run rows."""
