@@ -51,7 +51,7 @@ def test_compare_writes_runs_and_report(finished):
     assert nasp_summary["best_final_accuracy"] == max(accuracies)
     report = (out / "report.md").read_text()
     assert "nasp " + " ".join(args) in report  # the exact command
-    assert "test top-1 accuracy on digits after 1 epochs" in report
+    assert "test top-1 accuracy on digits after 1 epoch of training" in report
     mean, std = 100 * statistics.mean(accuracies), 100 * statistics.stdev(accuracies)
     assert f"| nasp | 2 | {mean:.2f} ± {std:.2f} | {100 * max(accuracies):.2f} |" in report
     assert report.count("Genotype(normal=[") == 4

@@ -375,7 +375,8 @@ def _compare_parser(sub) -> None:
     _device_options(p)
     p.add_argument("--benchmark", metavar="PATH",
                    help="final accuracy = the derived genotype's accuracy in this benchmark "
-                        "table (no training; random search is scored by it too)")
+                        "table (no training; random search is scored by it too; default: the "
+                        "search configuration's benchmark)")
     p.add_argument("--train-preset", choices=sorted(TRAIN_PRESETS), default="quick",
                    help="train-from-scratch configuration to start from (default quick)")
     p.add_argument("--train-epochs", type=int)
@@ -402,15 +403,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         search_config = load_config(args.config).replace(**overrides)
     else:
         search_config = preset(args.preset, **overrides)
+    benchmark = args.benchmark or getattr(search_config, "benchmark", None)
     train_config = None
-    if not args.benchmark:
+    if not benchmark:
         train_config = train_preset(
             args.train_preset, dataset=search_config.dataset, data_dir=search_config.data_dir,
             device=args.device, memory_format=args.memory_format, precision=args.precision,
             **{name: getattr(args, "train_" + name) for name in _COMPARE_TRAIN_OPTIONS})
     plan = ComparePlan(strategies=tuple(args.strategies), seeds=tuple(args.seeds),
                        search=dataclasses.replace(search_config, out=None), out=Path(args.out),
-                       train=train_config, benchmark=args.benchmark,
+                       train=train_config, benchmark=benchmark,
                        command=shlex.join(["nasp", *args.argv]))
     run_comparison(plan, progress=not args.no_progress)
     print(f"report: {Path(args.out) / 'report.md'}")

@@ -102,9 +102,10 @@ class ComparePlan:
         """What "final accuracy" means in this comparison."""
         if self.benchmark:
             return f"accuracy of the derived genotype in the benchmark table {self.benchmark}"
-        return (f"test top-1 accuracy on {self.search.dataset} after {self.train.epochs} epochs "
-                f"of training the derived genotype from scratch ({self.train.layers} cells, "
-                f"C {self.train.channels})")
+        epochs = f"{self.train.epochs} epoch{'' if self.train.epochs == 1 else 's'}"
+        return (f"test top-1 accuracy on {self.search.dataset} after {epochs} of training the "
+                f"derived genotype from scratch ({self.train.layers} cells, C "
+                f"{self.train.channels})")
 
     def search_config(self, strategy: str, seed: int) -> SearchConfig:
         config = self.search.replace(strategy=strategy, seed=seed,
