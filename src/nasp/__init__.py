@@ -11,6 +11,7 @@ The public API::
     trained.net  # a plain nn.Module; runs/my-cell holds best.pt, last.pt, pictures
 """
 
+from nasp.compare import ComparePlan, run_comparison
 from nasp.config import (
     TRAIN_PRESETS,
     ConfigError,
@@ -20,6 +21,7 @@ from nasp.config import (
     preset,
     train_preset,
 )
+from nasp.diagnostics import Diagnostics
 from nasp.evaluation import flop_count, parameter_count
 from nasp.export import export_checkpoint, export_model
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype, GenotypeError, resolve_genotype
@@ -32,6 +34,7 @@ from nasp.prox import prox_c1, prox_c2
 from nasp.runs import RunDirError
 from nasp.spaces import ChildNetwork, DartsCNNSpace, SearchSpace, Supernet, build_space
 from nasp.strategies import DARTS, DARTS2, NASP, STRATEGIES, Strategy, build_strategy
+from nasp.strategies.random import RandomSearch
 
 __version__ = "0.1.0"
 
@@ -45,4 +48,6 @@ __all__ = [
     "TRAIN_PRESETS", "CheckpointError", "TrainConfig", "TrainResult", "TrainedModel",
     "evaluate_checkpoint", "export_checkpoint", "export_model", "flop_count", "load_trained",
     "model_info", "parameter_count", "resume", "train", "train_preset",
+    # random search, collapse diagnostics, comparisons
+    "ComparePlan", "Diagnostics", "RandomSearch", "run_comparison",
 ]

@@ -7,7 +7,9 @@ one paragraph on stderr with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -77,6 +79,8 @@ def _search_parser(sub) -> None:
     p.add_argument("--benchmark-column", metavar="NAME",
                    help="the benchmark's accuracy column to report (default: the one of "
                         "--dataset: cifar10, cifar100; needed for other data sets)")
+    p.add_argument("--random-samples", type=int, metavar="K",
+                   help="random search: architectures sampled (default one per epoch)")
     p.add_argument("--seed", type=int)
     _device_options(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
@@ -94,8 +98,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
-                     "arch_mode", "init_noise", "seed", "device", "memory_format", "precision",
-                     "out", "benchmark", "benchmark_column")
+                     "arch_mode", "init_noise", "random_samples", "seed", "device",
+                     "memory_format", "precision", "out", "benchmark", "benchmark_column")
     }
     if args.config:
         config = load_config(args.config).replace(**overrides)
@@ -336,6 +340,97 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_COMPARE_SEARCH_OPTIONS = ("space", "dataset", "data_dir", "subset", "primitives", "epochs",
+                           "layers", "channels", "batch_size", "cutout", "random_samples",
+                           "benchmark", "benchmark_column", "device", "memory_format", "precision")
+_COMPARE_TRAIN_OPTIONS = ("epochs", "layers", "channels", "batch_size", "subset", "lr", "cutout",
+                          "drop_path", "auxiliary_weight")
+
+
+def _compare_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="compare search strategies over seeds: table, plot, genotypes",
+        description="Search with every strategy and seed on one space, data set and budget, "
+                    "measure each derived genotype (test accuracy after a train-from-scratch, "
+                    "or its accuracy in a --benchmark table), and write DIR/report.md (mean +- "
+                    "std and best per strategy, every run, the genotypes), results.json, "
+                    "results.csv and accuracy_vs_time.png. Runs already finished in DIR are "
+                    "reused, so an interrupted compare continues where it stopped and runs can "
+                    "be added. Search options left out take the preset's value.")
+    p.add_argument("--out", metavar="DIR", required=True, help="the comparison's directory")
+    p.add_argument("--strategies", nargs="+", choices=sorted(STRATEGIES), metavar="NAME",
+                   default=["nasp", "darts", "random"],
+                   help=f"strategies to compare ({', '.join(sorted(STRATEGIES))}; default nasp "
+                        f"darts random)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="K", default=[0, 1, 2],
+                   help="seeds of every strategy, for search and training (default 0 1 2)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="search configuration to start from (default cpu)")
+    p.add_argument("--config", metavar="FILE",
+                   help="start the search configuration from a config.yaml instead")
+    p.add_argument("--space", choices=sorted(SPACES))
+    p.add_argument("--dataset", choices=sorted(DATASETS),
+                   help="data set of the searches and of the training")
+    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
+    p.add_argument("--subset", type=int, metavar="N",
+                   help="search on the first N training images only")
+    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS))
+    p.add_argument("--epochs", type=int, help="search epochs (the budget of every strategy)")
+    p.add_argument("--layers", type=int, help="cells in the supernet")
+    p.add_argument("--channels", type=int, help="initial channels of the supernet")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--cutout", type=int, metavar="PIXELS")
+    p.add_argument("--random-samples", type=int, metavar="K",
+                   help="random search: architectures sampled (default one per epoch)")
+    _device_options(p)
+    p.add_argument("--benchmark", metavar="PATH",
+                   help="final accuracy = the derived genotype's accuracy in this benchmark "
+                        "table (no training; random search is scored by it too; default: the "
+                        "search configuration's benchmark)")
+    p.add_argument("--benchmark-column", metavar="NAME",
+                   help="the benchmark's accuracy column (default: the one of --dataset)")
+    p.add_argument("--train-preset", choices=sorted(TRAIN_PRESETS), default="quick",
+                   help="train-from-scratch configuration to start from (default quick)")
+    p.add_argument("--train-epochs", type=int)
+    p.add_argument("--train-layers", type=int)
+    p.add_argument("--train-channels", type=int)
+    p.add_argument("--train-batch-size", type=int)
+    p.add_argument("--train-subset", type=int, metavar="N",
+                   help="train on the first N training images only")
+    p.add_argument("--train-lr", type=float)
+    p.add_argument("--train-cutout", type=int, metavar="PIXELS")
+    p.add_argument("--train-drop-path", type=float, metavar="P")
+    p.add_argument("--train-auxiliary-weight", type=float, metavar="W")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nasp.compare import ComparePlan, run_comparison
+
+    overrides = {name: getattr(args, name) for name in _COMPARE_SEARCH_OPTIONS}
+    if args.config:
+        search_config = load_config(args.config).replace(**overrides)
+    else:
+        search_config = preset(args.preset, **overrides)
+    benchmark = search_config.benchmark
+    train_config = None
+    if not benchmark:
+        train_config = train_preset(
+            args.train_preset, dataset=search_config.dataset, data_dir=search_config.data_dir,
+            device=args.device, memory_format=args.memory_format, precision=args.precision,
+            **{name: getattr(args, "train_" + name) for name in _COMPARE_TRAIN_OPTIONS})
+    plan = ComparePlan(strategies=tuple(args.strategies), seeds=tuple(args.seeds),
+                       search=dataclasses.replace(search_config, out=None), out=Path(args.out),
+                       train=train_config, benchmark=benchmark,
+                       command=shlex.join(["nasp", *args.argv]))
+    run_comparison(plan, progress=not args.no_progress)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nasp",
@@ -349,11 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     _info_parser(sub)
     _export_parser(sub)
     _plot_parser(sub)
+    _compare_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the exact command, for reports
     try:
         return args.func(args)
     except USER_ERRORS as err:

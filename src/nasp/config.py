@@ -117,6 +117,8 @@ class SearchConfig(_Config):
     # report (default: the column of `dataset`, see nasp.benchmark)
     benchmark: str | None = None
     benchmark_column: str | None = None
+    # random search: architectures sampled over the search (None: one per epoch)
+    random_samples: int | None = None
     # run
     seed: int = 0
     device: str = "auto"
@@ -152,6 +154,11 @@ class SearchConfig(_Config):
                               "init_noise", "cutout"), 0, "a non-negative number")
         if len(self.a_betas) != 2 or not all(0 <= b < 1 for b in self.a_betas):
             raise ConfigError(f"a_betas must be two numbers in [0, 1), got {self.a_betas!r}")
+        if self.random_samples is not None and (not isinstance(self.random_samples, int)
+                                                or isinstance(self.random_samples, bool)
+                                                or self.random_samples < 1):
+            raise ConfigError(f"--random-samples must be a positive integer, got "
+                              f"{self.random_samples!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

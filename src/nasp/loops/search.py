@@ -20,6 +20,7 @@ from nasp.benchmark import benchmark_note, benchmark_record, open_benchmark
 from nasp.config import SearchConfig
 from nasp.data import Batches, load_dataset, search_split
 from nasp.device import resolve_device, resolve_memory_format
+from nasp.diagnostics import Diagnostics, format_diagnostics
 from nasp.genotype import Genotype
 from nasp.loops.common import evaluate_classifier, seed_everything
 from nasp.runs import RunDir, default_run_dir
@@ -72,12 +73,19 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
         f" primitives {config.primitives}, on {device}; run directory {out}")
 
     history = []
+    # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
+    diagnostics = Diagnostics(space, net, next(iter(eval_batches))[0][: config.batch_size],
+                              strategy.arch)
     for epoch in range(config.epochs):
         started = time.perf_counter()
+        cpu_started = time.process_time()
+        strategy.begin_epoch(epoch)
         lr = strategy.lr
         sums = None
         seen = 0
-        bar = tqdm(train_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+        # a strategy that does not train (random search by table look-up) runs no steps
+        bar = tqdm(train_batches if strategy.trains else [],
+                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                    disable=not progress, unit="step", dynamic_ncols=True)
         for step, train in enumerate(bar):
             m = strategy.step(train, next(val_stream))
@@ -89,28 +97,33 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
                 bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
         bar.close()
         steps = len(train_batches)
-        train_loss, train_acc, arch_loss = (sums / torch.tensor(
-            [seen, seen, steps], device=sums.device)).tolist()
+        train_loss = train_acc = arch_loss = child_loss = child_acc = None
+        if sums is not None:
+            train_loss, train_acc, arch_loss = (sums / torch.tensor(
+                [seen, seen, steps], device=sums.device)).tolist()
         strategy.end_epoch()
-        plans = strategy.child_plans()
-        child = evaluate_classifier(net, eval_batches, forward=lambda x, p=plans: net(x, p))
-        child_loss, child_acc = child["loss"], child["top1"]
+        if strategy.trains:
+            plans = strategy.child_plans()
+            child = evaluate_classifier(net, eval_batches, forward=lambda x, p=plans: net(x, p))
+            child_loss, child_acc = child["loss"], child["top1"]
+            strategy.child_evaluated(child)
         genotype = strategy.genotype()
+        measured = diagnostics.measure(strategy.arch, genotype)
         record = {
             "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
             "arch_loss": arch_loss, "child_val_loss": child_loss, "child_val_acc": child_acc,
-            "seconds": time.perf_counter() - started, "genotype": genotype.to_dict(),
+            "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started, "genotype": genotype.to_dict(),
             "arch": {t: a.detach().cpu().tolist() for t, a in strategy.arch.items()},
+            "diagnostics": measured, **strategy.epoch_metrics(),
         }
         record.update(benchmark_record(bench, genotype))
         history.append(record)
         run.log_metrics(record)
         run.save_torch("checkpoint.pt", {"epoch": epoch + 1, "config": config.to_dict(),
                                          "strategy": strategy.state_dict()})
-        log(f"epoch {epoch + 1}/{config.epochs}  train loss {train_loss:.3f} acc "
-            f"{100 * train_acc:.1f}%  arch loss {arch_loss:.3f}  child val loss "
-            f"{child_loss:.3f} acc {100 * child_acc:.1f}%  lr {lr:.4f}  "
-            f"{record['seconds']:.1f}s{benchmark_note(bench, record)}  {genotype.compact()}")
+        log(_epoch_line(record, config.epochs, strategy.epoch_summary(), genotype,
+                        benchmark_note(bench, record)))
 
     genotype = strategy.genotype()
     run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in strategy.arch.items()})
@@ -121,3 +134,19 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
     log(f"run directory: {out} (config.yaml, metrics.jsonl, checkpoint.pt, arch.pt, "
         f"genotype.json)")
     return SearchResult(genotype, out, history, strategy)
+
+
+def _epoch_line(record: dict, epochs: int, note: str, genotype: Genotype,
+                bench_note: str = "") -> str:
+    """The log line of one epoch (losses and accuracies a strategy did not measure: ``-``)."""
+
+    def num(key: str, scale: float = 1.0, digits: int = 3) -> str:
+        value = record[key]
+        return "-" if value is None else f"{scale * value:.{digits}f}"
+
+    return (f"epoch {record['epoch']}/{epochs}  train loss {num('train_loss')} acc "
+            f"{num('train_acc', 100, 1)}%  arch loss {num('arch_loss')}  child val loss "
+            f"{num('child_val_loss')} acc {num('child_val_acc', 100, 1)}%  lr "
+            f"{record['lr']:.4f}  {record['seconds']:.1f}s{bench_note}  "
+            f"{format_diagnostics(record['diagnostics'])}  "
+            f"{note + '  ' if note else ''}{genotype.compact()}")

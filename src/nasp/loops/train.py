@@ -47,6 +47,7 @@ from nasp.model import (
     load_trained,
     read_checkpoint,
 )
+from nasp.nb201_genotype import NB201Genotype, genotype_from_dict
 from nasp.runs import RunDir, default_run_dir
 from nasp.spaces.darts_cnn import ChildNetwork
 from nasp.tensorboard import open_logger
@@ -118,7 +119,7 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     ``runs/train-...``) and return the trained network and the per-epoch metrics."""
     named = isinstance(genotype, str) and genotype.strip().upper() in BUILTIN_GENOTYPES
     label = genotype.strip().upper() if named else "cell"
-    if not isinstance(genotype, Genotype):
+    if not isinstance(genotype, (Genotype, NB201Genotype)):
         genotype = resolve_genotype(genotype)
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -149,7 +150,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
                               f"run without --resume (add --overwrite to replace what is there)")
     path, checkpoint = read_checkpoint(run_dir / LAST)
     config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
-    saved = Genotype.from_dict(checkpoint["genotype"])
+    saved = genotype_from_dict(checkpoint["genotype"])
     unknown = sorted(set(changes) - set(config.to_dict()))
     if unknown:
         raise ConfigError(f"resume() got unknown options {', '.join(unknown)}")

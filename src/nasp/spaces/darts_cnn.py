@@ -374,6 +374,26 @@ class DartsCNNSpace:
             out[t] = tuple(sel)
         return out
 
+    def random_selection(self, generator: torch.Generator) -> dict[str, tuple[int, ...]]:
+        """A selection drawn uniformly from the valid cells of this space (random search).
+
+        Per cell type and node, ``keep`` distinct incoming edges uniformly among the node's
+        ``i + 2`` inputs, and on each kept edge one op uniformly among the primitives other than
+        ``none`` (derivation never picks ``none`` either); every other edge is -1 (dropped).
+        All random numbers come from ``generator``, cell type by cell type, node by node.
+        """
+        out = {}
+        for t in CELL_TYPES:
+            usable = [k for k, name in enumerate(self.primitives[t]) if name != "none"]
+            sel = [-1] * self.num_edges
+            for i, start in enumerate(self.offsets):
+                inputs = torch.randperm(i + 2, generator=generator)[: self.keep].tolist()
+                ops = torch.randint(len(usable), (len(inputs),), generator=generator).tolist()
+                for j, k in zip(inputs, ops):
+                    sel[start + j] = usable[k]
+            out[t] = tuple(sel)
+        return out
+
     def op_costs(self, cell_type: str) -> torch.Tensor:
         counts = torch.tensor(
             [float(op_parameter_count(n, 16)) for n in self.primitives[cell_type]])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,9 @@ class Strategy(ABC):
     """Base class of the search strategies; subclasses implement ``init_arch`` and ``step``."""
 
     name = "base"
+    #: False for a strategy that needs no training (random search scored by a benchmark table):
+    #: the search loop then runs no steps and no child evaluation in its epochs.
+    trains = True
 
     def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig):
         self.space = space
@@ -84,6 +88,24 @@ class Strategy(ABC):
 
     def end_epoch(self) -> None:
         self.scheduler.step()
+
+    # -- per-epoch hooks of the search loop (no-ops here; random search uses them) ------------
+    def begin_epoch(self, epoch: int) -> None:
+        """Called before the steps of epoch ``epoch`` (0-based)."""
+        return None
+
+    def child_evaluated(self, result: Mapping[str, float]) -> None:
+        """The loop's evaluation (``loss``, ``top1``, ...) of :meth:`child_plans` on the
+        validation half, after :meth:`end_epoch`."""
+        return None
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        """Entries this strategy adds to the epoch's metrics record."""
+        return {}
+
+    def epoch_summary(self) -> str:
+        """A short text this strategy adds to the epoch's log line."""
+        return ""
 
     def weight_step(self, batch: Batch, plans: Plans) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the network weights; returns (loss, number of correct predictions)."""

@@ -1,0 +1,394 @@
+"""``nasp compare``: search strategies x seeds on one space, data set and budget, then a report.
+
+For every strategy and seed, a search (:func:`nasp.loops.search.search`, the given
+:class:`~nasp.config.SearchConfig` with that strategy and seed) derives a genotype, whose final
+accuracy is either
+
+- the test top-1 accuracy after the last epoch of a train-from-scratch
+  (:func:`nasp.loops.train.train`, the given :class:`~nasp.config.TrainConfig` on the search's
+  data set, with the same seed), or
+- with a benchmark table, its accuracy looked up in the table (no training).
+
+Layout of the output directory::
+
+    DIR/<strategy>-seed<k>/search/     the search run directory
+    DIR/<strategy>-seed<k>/search.json genotype, search wall and CPU time, the search config
+    DIR/<strategy>-seed<k>/train/      the train-from-scratch run directory
+    DIR/<strategy>-seed<k>/train.json  final accuracy, parameters, training time, train config
+    DIR/report.md                      command, configs, per-run rows, per-strategy mean +- std
+                                       and best, genotypes
+    DIR/results.json, DIR/results.csv  the same figures as data
+    DIR/accuracy_vs_time.png           final accuracy against search time (needs the viz extra)
+
+``search.json`` and ``train.json`` are written (atomically) only once their stage has finished,
+so a stage that has one is reused, not rerun: a killed compare continues where it stopped, and
+strategies or seeds can be added to a finished one. A stage whose configuration differs from the
+recorded one is an error, never silently mixed. An unfinished search starts again; an unfinished
+training continues from its ``last.pt``. The report is rewritten after every run, the plot after
+the last.
+
+Search time is measured around the whole :func:`~nasp.loops.search.search` call (data loading,
+supernet construction, epochs): wall time (``time.perf_counter``) and the CPU time of this process
+(``time.process_time``, all threads). One-off costs that only the first search of the process
+would pay (lazy imports of the data loader and of torch's optimisers) are paid before any is
+timed. Child parameters are those of the trained network
+(auxiliary head excluded); with a benchmark table they are not measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasp.atomic import atomic_write_bytes, atomic_write_text
+from nasp.benchmark import open_benchmark
+from nasp.config import ConfigError, SearchConfig, TrainConfig
+from nasp.data import load_dataset
+from nasp.evaluation import parameter_count
+from nasp.extras import MissingExtraError, require
+from nasp.genotype import Genotype
+from nasp.loops.search import search
+from nasp.loops.train import resume, train
+from nasp.model import LAST
+from nasp.nb201_genotype import genotype_from_dict
+
+__all__ = ["ComparePlan", "plot_accuracy_vs_time", "report_markdown", "run_comparison",
+           "summarise", "write_report"]
+
+#: Options that may differ between a recorded stage and the current plan (where the data
+#: lives, where the run directory is): every other one must match for the stage to be reused.
+MAY_DIFFER = ("out", "data_dir")
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    """What ``nasp compare`` runs.
+
+    ``search`` is the search configuration of every run (its strategy, seed and out are set per
+    run); ``train`` the train-from-scratch configuration (its data set, data_dir, seed and out
+    are set per run), unused when ``benchmark`` names a table; ``command`` is recorded in the
+    report as given.
+    """
+
+    strategies: tuple[str, ...]
+    seeds: tuple[int, ...]
+    search: SearchConfig
+    out: Path
+    train: TrainConfig | None = None
+    benchmark: str | None = None
+    command: str = ""
+
+    def __post_init__(self):
+        if not self.strategies or not self.seeds:
+            raise ConfigError("nasp compare needs at least one strategy (--strategies) and one "
+                              "seed (--seeds)")
+        for what, items in (("--strategies", self.strategies), ("--seeds", self.seeds)):
+            if len(set(items)) != len(items):
+                raise ConfigError(f"{what} lists a value twice: {' '.join(map(str, items))}; "
+                                  f"give each once")
+        if self.train is None and not self.benchmark:
+            raise ConfigError("nasp compare needs a train-from-scratch configuration or a "
+                              "benchmark table (--benchmark) to measure the final accuracy")
+
+    @property
+    def final_metric(self) -> str:
+        """What "final accuracy" means in this comparison."""
+        if self.benchmark:
+            return f"accuracy of the derived genotype in the benchmark table {self.benchmark}"
+        epochs = f"{self.train.epochs} epoch{'' if self.train.epochs == 1 else 's'}"
+        return (f"test top-1 accuracy on {self.search.dataset} after {epochs} of training the "
+                f"derived genotype from scratch ({self.train.layers} cells, C "
+                f"{self.train.channels})")
+
+    def search_config(self, strategy: str, seed: int) -> SearchConfig:
+        config = self.search.replace(strategy=strategy, seed=seed,
+                                     out=str(self.run_dir(strategy, seed) / "search"))
+        if self.benchmark:
+            config = config.replace(benchmark=self.benchmark)
+        return config
+
+    def train_config(self, strategy: str, seed: int) -> TrainConfig:
+        return self.train.replace(dataset=self.search.dataset, data_dir=self.search.data_dir,
+                                  seed=seed, out=str(self.run_dir(strategy, seed) / "train"))
+
+    def run_dir(self, strategy: str, seed: int) -> Path:
+        return self.out / f"{strategy}-seed{seed}"
+
+
+def run_comparison(plan: ComparePlan, *, progress: bool = False,
+            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run (or reuse) every strategy x seed of ``plan``; write the report after each; return
+    the per-run rows."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    scorer = _benchmark_scorer(plan) if plan.benchmark else None
+    _warm_up(plan.search)
+    rows = []
+    runs = [(strategy, seed) for strategy in plan.strategies for seed in plan.seeds]
+    for i, (strategy, seed) in enumerate(runs):
+        name = f"{strategy}-seed{seed}"
+        rows.append(_run(plan, strategy, seed, scorer, progress,
+                         lambda s, n=name: log(f"[{n}] {s}")))
+        write_report(plan, rows, log, plot=i == len(runs) - 1)
+    return rows
+
+
+def _warm_up(config: SearchConfig) -> None:
+    """Pay the one-off costs of a first search before any is timed: the data set's loading
+    code (and download) and the lazy imports behind the first torch optimiser."""
+    load_dataset(config.dataset, config.data_dir, "train")
+    weight = torch.zeros(1, requires_grad=True)
+    torch.optim.SGD([weight], lr=0.1)
+    torch.optim.Adam([weight])
+
+
+def _run(plan: ComparePlan, strategy: str, seed: int,
+         scorer: Callable[[Genotype], float | None] | None, progress: bool,
+         log: Callable[[str], None]) -> dict[str, Any]:
+    """One (strategy, seed): its search and final accuracy, each reused when recorded."""
+    run_dir = plan.run_dir(strategy, seed)
+    config = plan.search_config(strategy, seed)
+    searched = _recorded(run_dir / "search.json", config.to_dict())
+    if searched is None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = search(config, overwrite=True, progress=progress, plots=False, log=log)
+        searched = {"genotype": result.genotype.to_dict(),
+                    "search_seconds": time.perf_counter() - wall,
+                    "search_cpu_seconds": time.process_time() - cpu,
+                    "config": config.to_dict()}
+        _write_json(run_dir / "search.json", searched)
+    else:
+        log(f"reusing the finished search in {run_dir / 'search'}")
+    genotype = genotype_from_dict(searched["genotype"])
+    row = {"strategy": strategy, "seed": seed, "genotype": genotype.to_dict(),
+           "search_seconds": searched["search_seconds"],
+           "search_cpu_seconds": searched["search_cpu_seconds"]}
+    if scorer is not None:
+        accuracy = scorer(genotype)
+        return {**row, "final_accuracy": accuracy, "parameters": None, "train_seconds": 0.0,
+                "total_seconds": row["search_seconds"]}
+
+    tconfig = plan.train_config(strategy, seed)
+    trained = _recorded(run_dir / "train.json", tconfig.to_dict())
+    if trained is None:
+        wall = time.perf_counter()
+        if (Path(tconfig.out) / LAST).is_file():
+            options = {k: v for k, v in tconfig.to_dict().items() if k != "out"}
+            result = resume(tconfig.out, genotype=genotype, progress=progress, plots=False,
+                            log=log, **options)
+        else:
+            result = train(genotype, tconfig, overwrite=True, progress=progress, plots=False,
+                           log=log)
+        trained = {"test_acc": result.history[-1]["test_acc"],
+                   "parameters": parameter_count(result.net),
+                   "train_seconds": time.perf_counter() - wall, "config": tconfig.to_dict()}
+        _write_json(run_dir / "train.json", trained)
+    else:
+        log(f"reusing the finished training in {run_dir / 'train'}")
+    return {**row, "final_accuracy": trained["test_acc"], "parameters": trained["parameters"],
+            "train_seconds": trained["train_seconds"],
+            "total_seconds": row["search_seconds"] + trained["train_seconds"]}
+
+
+def _recorded(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished stage, None if there is none; an error if it was run with
+    another configuration."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        saved = record["config"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path} is unreadable or damaged ({err}); delete it to run that "
+                          f"stage again") from None
+    differ = [f"{k} {config.get(k)!r} (recorded: {saved.get(k)!r})"
+              for k in sorted(set(config) | set(saved))
+              if k not in MAY_DIFFER and config.get(k) != saved.get(k)]
+    if differ:
+        raise ConfigError(
+            f"{path.parent} was run with another configuration ({'; '.join(differ)}); a "
+            f"comparison mixes no settings: choose another --out, or delete {path.parent} to "
+            f"run it again")
+    return record
+
+
+def _benchmark_scorer(plan: ComparePlan) -> Callable[[Genotype], float | None]:
+    return open_benchmark(plan.search_config(plan.strategies[0], plan.seeds[0]))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per strategy (in order of appearance): runs, mean and sample standard deviation (n - 1;
+    None for one run) of the final accuracy, search time and parameters, and the best run.
+    Runs without a final accuracy (not in the benchmark table) count in ``runs`` only."""
+    out = []
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        scored = [r for r in mine if r["final_accuracy"] is not None]
+        best = max(scored, key=lambda r: r["final_accuracy"], default=None)
+        params = [r["parameters"] for r in mine if r["parameters"] is not None]
+        out.append({
+            "strategy": strategy, "runs": len(mine), "scored": len(scored),
+            **_stats("final_accuracy", [r["final_accuracy"] for r in scored]),
+            **_stats("search_seconds", [r["search_seconds"] for r in mine]),
+            **_stats("search_cpu_seconds", [r["search_cpu_seconds"] for r in mine]),
+            **_stats("parameters", params),
+            "best_seed": None if best is None else best["seed"],
+            "best_final_accuracy": None if best is None else best["final_accuracy"],
+        })
+    return out
+
+
+def _stats(name: str, values: Sequence[float]) -> dict[str, float | None]:
+    return {f"{name}_mean": statistics.fmean(values) if values else None,
+            f"{name}_std": statistics.stdev(values) if len(values) > 1 else None}
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _mean_std(s: dict[str, Any], name: str, scale: float = 1.0, digits: int = 2) -> str:
+    mean, std = s[f"{name}_mean"], s[f"{name}_std"]
+    if mean is None:
+        return "n/a"
+    return f"{scale * mean:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
+
+
+def _params(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1e6:.3f}"
+
+
+def report_markdown(plan: ComparePlan, rows: Sequence[dict[str, Any]], plot: str) -> str:
+    """The text of ``report.md``; ``plot`` is the picture's file name, or a note why there is
+    none."""
+    summary = summarise(rows)
+    lines = ["# nasp compare", ""]
+    if plan.command:
+        lines += ["Command:", "", "```", plan.command, "```", ""]
+    lines += [f"Strategies {', '.join(plan.strategies)}; seeds "
+              f"{', '.join(map(str, plan.seeds))}; {len(rows)} of "
+              f"{len(plan.strategies) * len(plan.seeds)} runs finished.", "",
+              f"**Final accuracy** = {plan.final_metric}. **Search time** = wall-clock seconds "
+              f"of the whole search (data loading, supernet, epochs); **search CPU** = CPU "
+              f"seconds of the search process, all threads. **Parameters** = the trained child "
+              f"network's, auxiliary head excluded, in millions.", "",
+              "## Per strategy", "",
+              "mean ± sample standard deviation over the seeds (n - 1; none shown for one "
+              "run), and the best run by final accuracy.", "",
+              "| strategy | runs | final accuracy (%) | best (%) | best seed | search time (s) "
+              "| search CPU (s) | parameters (M) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(
+            f"| {s['strategy']} | {s['runs']} | {_mean_std(s, 'final_accuracy', 100)} | "
+            f"{_pct(s['best_final_accuracy'])} | "
+            f"{'n/a' if s['best_seed'] is None else s['best_seed']} | "
+            f"{_mean_std(s, 'search_seconds', digits=1)} | "
+            f"{_mean_std(s, 'search_cpu_seconds', digits=1)} | "
+            f"{_mean_std(s, 'parameters', 1e-6, 3)} |")
+    lines += ["", "## Runs", "",
+              "| strategy | seed | final accuracy (%) | parameters (M) | search time (s) | "
+              "search CPU (s) | train time (s) | total time (s) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['strategy']} | {r['seed']} | {_pct(r['final_accuracy'])} | "
+            f"{_params(r['parameters'])} | {r['search_seconds']:.1f} | "
+            f"{r['search_cpu_seconds']:.1f} | {r['train_seconds']:.1f} | "
+            f"{r['total_seconds']:.1f} |")
+    lines += ["", "## Final accuracy against search time", ""]
+    lines.append(f"![final accuracy against search time]({plot})" if plot.endswith(".png")
+                 else plot)
+    lines += ["", "## Genotypes", ""]
+    for r in rows:
+        lines += [f"{r['strategy']}, seed {r['seed']}:", "", "```",
+                  str(genotype_from_dict(r["genotype"])), "```", ""]
+    lines += ["## Configuration", "", "Search (strategy, seed and out set per run):", "",
+              "```yaml", plan.search.to_yaml().rstrip(), "```", ""]
+    if plan.benchmark:
+        lines += [f"Benchmark table: `{plan.benchmark}`", ""]
+    else:
+        lines += ["Train from scratch (data set from the search; seed and out set per run):",
+                  "", "```yaml", plan.train.to_yaml().rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_time(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Final accuracy (%) against search time (s): one point per run labelled with its seed,
+    and per strategy its mean with standard-deviation bars. Needs the ``viz`` extra."""
+    require("matplotlib", "viz", "The accuracy-against-time plot of nasp compare")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    colours = ["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7"]
+    for i, s in enumerate(summarise(rows)):
+        colour = colours[i % len(colours)]
+        mine = [r for r in rows if r["strategy"] == s["strategy"]
+                and r["final_accuracy"] is not None]
+        ax.scatter([r["search_seconds"] for r in mine],
+                   [100 * r["final_accuracy"] for r in mine], color=colour, alpha=0.6, s=25)
+        for r in mine:
+            ax.annotate(f"s{r['seed']}", (r["search_seconds"], 100 * r["final_accuracy"]),
+                        textcoords="offset points", xytext=(4, 3), fontsize=7, color=colour)
+        if s["final_accuracy_mean"] is not None:
+            ax.errorbar(s["search_seconds_mean"], 100 * s["final_accuracy_mean"],
+                        xerr=s["search_seconds_std"] or 0.0,
+                        yerr=100 * (s["final_accuracy_std"] or 0.0), color=colour, marker="D",
+                        markersize=7, capsize=3, label=f"{s['strategy']} (mean ± std)")
+    ax.set_xlabel("search time (s, wall clock)")
+    ax.set_ylabel("final accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def write_report(plan: ComparePlan, rows: Sequence[dict[str, Any]],
+                 log: Callable[[str], None] = print, plot: bool = True) -> Path:
+    """Write ``report.md``, ``results.json``, ``results.csv`` and, with ``plot``,
+    ``accuracy_vs_time.png`` (skipped with a note in the report without matplotlib) into
+    ``plan.out``; all atomically. Without ``plot`` (reports written while runs remain) the
+    report says the plot comes at the end."""
+    picture = plan.out / "accuracy_vs_time.png"
+    if not plot:
+        picture.unlink(missing_ok=True)
+        shown = "The plot is drawn when all runs have finished."
+    else:
+        try:
+            shown = plot_accuracy_vs_time(rows, picture).name
+        except MissingExtraError as err:
+            shown = f"No plot: {err}"
+            log(f"no plot: {err}")
+    atomic_write_text(plan.out / "report.md", report_markdown(plan, rows, shown))
+    _write_json(plan.out / "results.json", {
+        "command": plan.command, "final_accuracy": plan.final_metric,
+        "search_config": plan.search.to_dict(),
+        "train_config": None if plan.benchmark else plan.train.to_dict(),
+        "benchmark": plan.benchmark, "runs": list(rows), "summary": summarise(rows)})
+    text = io.StringIO()
+    columns = ["strategy", "seed", "final_accuracy", "parameters", "search_seconds",
+               "search_cpu_seconds", "train_seconds", "total_seconds", "genotype"]
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**{k: r[k] for k in columns[:-1]},
+                         "genotype": str(genotype_from_dict(r["genotype"]))})
+    atomic_write_text(plan.out / "results.csv", text.getvalue())
+    return plan.out / "report.md"

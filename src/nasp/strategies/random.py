@@ -1,0 +1,195 @@
+"""Random search: ``K`` architectures drawn uniformly from the space, the best one kept.
+
+The baseline of Li & Talwalkar ("Random search and reproducibility for NAS", 2019), run inside
+the same search loop and budget (epochs) as NASP and DARTS. ``K = config.random_samples``
+(default: one per epoch) selections are drawn at construction with the space's
+``random_selection``, from a generator seeded with ``config.seed``. At the end of epoch ``e`` of
+``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
+ways:
+
+- **by training** (no benchmark table; needs ``K <= E``): each candidate owns a contiguous block
+  of epochs (block sizes differ by at most one). At the start of its block the supernet weights
+  are reset to their initial state and a fresh SGD optimiser with a cosine schedule over the
+  block is made; every step is a weight step of the discrete child (the same step NASP takes).
+  Its score is the validation accuracy of the child after the block's last epoch (the loop's
+  per-epoch child evaluation on the validation half).
+- **by look-up** (``config.benchmark`` names a table, or a ``scorer`` is given): no training at
+  all (:attr:`trains` is False, the loop skips steps and child evaluation); the candidates of
+  epoch ``e`` are scored at its end with the table's accuracy. A candidate the table does not
+  hold gets no score.
+
+:meth:`genotype` is the best-scoring candidate so far (ties: the earliest); before any candidate
+has a score, the first. The architecture matrices stay all zero until a candidate is scored, then
+hold the one-hot selection of the best candidate (rows of dropped edges zero), so that
+``space.derive(arch)`` and ``space.project(arch)`` give the best candidate and the collapse
+diagnostics see the search's current choice. The architecture loss is 0: nothing is learnt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasp.benchmark import open_benchmark
+from nasp.config import ConfigError, SearchConfig
+from nasp.genotype import Genotype
+from nasp.mixed import CellPlan
+from nasp.spaces.base import SearchSpace
+from nasp.strategies.base import Batch, Strategy
+
+__all__ = ["RandomSearch", "Scorer", "benchmark_scorer"]
+
+#: Score of a genotype (higher is better), or None when it cannot be scored.
+Scorer = Callable[[Genotype], "float | None"]
+
+
+def benchmark_scorer(config: SearchConfig) -> Scorer | None:
+    """Look-up in the benchmark table ``config.benchmark`` (None when no table is configured)."""
+    return open_benchmark(config)
+
+
+class RandomSearch(Strategy):
+    """Random search over ``space``; see the module docstring."""
+
+    name = "random"
+
+    def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig,
+                 scorer: Scorer | None = None):
+        super().__init__(space, net, config)
+        self.scorer = scorer if scorer is not None else benchmark_scorer(config)
+        self.trains = self.scorer is None
+        samples = config.random_samples or config.epochs
+        if self.trains and samples > config.epochs:
+            raise ConfigError(
+                f"--random-samples {samples} is more than --epochs {config.epochs}: without a "
+                f"benchmark table every sampled architecture is trained for at least one epoch; "
+                f"sample at most {config.epochs} or give more epochs")
+        generator = torch.Generator().manual_seed(config.seed)
+        self.candidates = [space.random_selection(generator) for _ in range(samples)]
+        self.scores: list[float | None] = [None] * samples
+        self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.epoch = 0
+
+    def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
+        return torch.zeros(shape)
+
+    # -- which candidates an epoch handles --------------------------------------------------
+    def scored_in(self, epoch: int) -> range:
+        """Candidates scored at the end of epoch ``epoch`` (0-based): ``floor(e K / E) ..
+        floor((e + 1) K / E) - 1``; when training, those whose block of epochs ends there."""
+        K, E = len(self.candidates), self.config.epochs
+        return range(epoch * K // E, (epoch + 1) * K // E)
+
+    def owner(self, epoch: int) -> int:
+        """The candidate trained in epoch ``epoch`` (training mode, ``K <= E``)."""
+        return epoch * len(self.candidates) // self.config.epochs
+
+    @property
+    def current(self) -> int:
+        """The candidate trained in the current epoch."""
+        return self.owner(self.epoch)
+
+    def handled(self, epoch: int) -> list[int]:
+        """The candidates epoch ``epoch`` trains (one) or looks up (any number)."""
+        return [self.owner(epoch)] if self.trains else list(self.scored_in(epoch))
+
+    # -- the loop's hooks -------------------------------------------------------------------
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if self.trains and (epoch == 0 or self.owner(epoch - 1) != self.current):
+            self._restart()
+
+    def _restart(self) -> None:
+        """For the current candidate: the initial supernet weights, a fresh SGD optimiser and a
+        cosine schedule over its block of epochs."""
+        epochs = sum(self.owner(e) == self.current for e in range(self.config.epochs))
+        self.net.load_state_dict(self.initial_state)
+        c = self.config
+        self.w_optim = torch.optim.SGD(self.weights, lr=c.w_lr, momentum=c.w_momentum,
+                                       weight_decay=c.w_weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optim, T_max=epochs, eta_min=c.w_lr_min)
+
+    def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+        loss, correct = self.weight_step(train, self.child_plans())
+        return {"train_loss": loss, "train_correct": correct, "arch_loss": loss.new_zeros(())}
+
+    def child_plans(self) -> dict[str, CellPlan]:
+        """The discrete child of the candidate being trained."""
+        return {t: CellPlan("discrete", selection=s)
+                for t, s in self.candidates[self.current].items()}
+
+    def end_epoch(self) -> None:
+        if self.trains:
+            self.scheduler.step()
+            return
+        for i in self.scored_in(self.epoch):
+            self._score(i, self.scorer(self.space.genotype_of(self.candidates[i])))
+
+    def child_evaluated(self, result: Mapping[str, float]) -> None:
+        if self.trains and self.current in self.scored_in(self.epoch):
+            self._score(self.current, result["top1"])
+
+    def _score(self, i: int, score: float | None) -> None:
+        self.scores[i] = None if score is None else float(score)
+        best = self.best
+        if best is None:
+            return
+        with torch.no_grad():
+            for t, a in self.arch.items():
+                a.zero_()
+                for e, k in enumerate(self.candidates[best][t]):
+                    if k >= 0:
+                        a[e, k] = 1.0
+
+    @property
+    def best(self) -> int | None:
+        """Index of the best-scoring candidate so far (ties: the earliest), None if none."""
+        scored = [i for i, s in enumerate(self.scores) if s is not None]
+        return max(scored, key=lambda i: (self.scores[i], -i)) if scored else None
+
+    def genotype(self) -> Genotype:
+        best = self.best
+        return self.space.genotype_of(self.candidates[0 if best is None else best])
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        handled = self.handled(self.epoch)
+        return {"random": {
+            "candidates": handled, "scores": [self.scores[i] for i in handled],
+            "best_candidate": self.best,
+            "best_score": None if self.best is None else self.scores[self.best]}}
+
+    def epoch_summary(self) -> str:
+        K = len(self.candidates)
+
+        def show(i: int) -> str:
+            s = self.scores[i]
+            if s is None:
+                return f"#{i + 1}/{K} " + ("training" if self.trains else "not in the table")
+            return f"#{i + 1}/{K} {100 * s:.1f}%"
+
+        handled = [show(i) for i in self.handled(self.epoch)]
+        best = "none" if self.best is None else show(self.best)
+        return f"random: {', '.join(handled) or 'no candidate'}; best {best}"
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "random": {
+            "candidates": [dict(c) for c in self.candidates], "scores": list(self.scores),
+            "epoch": self.epoch, "initial_state": self.initial_state}}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state["random"]
+        if len(saved["candidates"]) != len(self.candidates):
+            raise ValueError(f"the checkpoint sampled {len(saved['candidates'])} architectures, "
+                             f"this search {len(self.candidates)}")
+        self.epoch = saved["epoch"]
+        if self.trains:  # the optimiser and schedule of the candidate being trained
+            self._restart()
+        super().load_state_dict(state)
+        self.candidates = [{t: tuple(s) for t, s in c.items()} for c in saved["candidates"]]
+        self.scores = list(saved["scores"])
+        self.initial_state = saved["initial_state"]

@@ -1,0 +1,159 @@
+"""nasp compare: runs strategies x seeds, reuses finished runs, reports mean +- std and best."""
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+import nasp.compare as compare_module
+from nasp import ConfigError, preset, train_preset
+from nasp.cli import main
+from nasp.compare import ComparePlan, report_markdown, summarise, write_report
+from nasp.extras import MissingExtraError
+
+TINY = ["compare", "--preset", "tiny", "--subset", "64", "--epochs", "1", "--train-preset",
+        "tiny", "--train-epochs", "1", "--train-subset", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny compare of nasp and random search over seeds 0 and 1."""
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    args = [*TINY, "--strategies", "nasp", "random", "--seeds", "0", "1", "--out", str(out)]
+    assert main(args) == 0
+    return out, args
+
+
+def test_compare_writes_runs_and_report(finished):
+    out, args = finished
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert [(r["strategy"], r["seed"]) for r in runs] == [
+        ("nasp", 0), ("nasp", 1), ("random", 0), ("random", 1)]
+    for r in runs:
+        run = out / f"{r['strategy']}-seed{r['seed']}"
+        train = [json.loads(line) for line in
+                 (run / "train/metrics.jsonl").read_text().splitlines()]
+        assert r["final_accuracy"] == train[-1]["test_acc"]  # test accuracy after the last epoch
+        assert json.loads((run / "search/genotype.json").read_text()) == r["genotype"]
+        assert json.loads((run / "train/genotype.json").read_text()) == r["genotype"]
+        assert r["parameters"] > 0 and r["search_seconds"] > 0 and r["search_cpu_seconds"] > 0
+        assert r["total_seconds"] == pytest.approx(r["search_seconds"] + r["train_seconds"])
+        search_config = (run / "search/config.yaml").read_text()
+        assert f"strategy: {r['strategy']}" in search_config and f"seed: {r['seed']}" in \
+            search_config
+    accuracies = [r["final_accuracy"] for r in runs[:2]]
+    nasp_summary = results["summary"][0]
+    assert nasp_summary["final_accuracy_mean"] == pytest.approx(statistics.mean(accuracies))
+    assert nasp_summary["final_accuracy_std"] == pytest.approx(statistics.stdev(accuracies))
+    assert nasp_summary["best_final_accuracy"] == max(accuracies)
+    report = (out / "report.md").read_text()
+    assert "nasp " + " ".join(args) in report  # the exact command
+    assert "test top-1 accuracy on digits after 1 epoch of training" in report
+    mean, std = 100 * statistics.mean(accuracies), 100 * statistics.stdev(accuracies)
+    assert f"| nasp | 2 | {mean:.2f} ± {std:.2f} | {100 * max(accuracies):.2f} |" in report
+    assert report.count("Genotype(normal=[") == 4
+    assert "subset: 64" in report  # the configuration
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["final_accuracy"]) for r in rows] == [r["final_accuracy"] for r in runs]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "No plot:" in report and not (out / "accuracy_vs_time.png").exists()
+    else:
+        assert (out / "accuracy_vs_time.png").stat().st_size > 0
+        assert "![final accuracy against search time](accuracy_vs_time.png)" in report
+
+
+def test_finished_runs_are_reused_and_runs_can_be_added(finished, monkeypatch):
+    out, args = finished
+    before = json.loads((out / "results.json").read_text())["runs"]
+    calls = []
+    real_search = compare_module.search
+
+    def counting_search(config, **kwargs):
+        calls.append((config.strategy, config.seed))
+        return real_search(config, **kwargs)
+
+    monkeypatch.setattr(compare_module, "search", counting_search)
+    # the training of one run was killed after its last checkpoint: it continues from last.pt
+    (out / "random-seed1/train.json").unlink()
+    more = [*TINY, "--strategies", "random", "--seeds", "1", "2", "--out", str(out)]
+    assert main(more) == 0
+    assert calls == [("random", 2)]
+    after = json.loads((out / "results.json").read_text())["runs"]
+    assert [(r["strategy"], r["seed"]) for r in after] == [("random", 1), ("random", 2)]
+    assert (out / "random-seed1/train.json").is_file()
+    old = {(r["strategy"], r["seed"]): r for r in before}
+    for r in after:
+        if (r["strategy"], r["seed"]) in old:
+            assert r["final_accuracy"] == old[(r["strategy"], r["seed"])]["final_accuracy"]
+
+
+def test_other_configuration_is_refused(finished, capsys):
+    out, args = finished
+    changed = [*args, "--layers", "4"]
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert "nasp-seed0 was run with another configuration (layers 4 (recorded: 3))" in err
+
+
+def test_plan_checks():
+    search = preset("tiny")
+    with pytest.raises(ConfigError, match="lists a value twice"):
+        ComparePlan(("nasp",), (0, 0), search, Path("x"), train_preset("tiny"))
+    with pytest.raises(ConfigError, match="train-from-scratch configuration or a benchmark"):
+        ComparePlan(("nasp",), (0,), search, Path("x"))
+
+
+ROWS = [
+    {"strategy": "a", "seed": 0, "final_accuracy": 0.5, "parameters": 1000,
+     "search_seconds": 10.0, "search_cpu_seconds": 20.0, "train_seconds": 0.0,
+     "total_seconds": 10.0},
+    {"strategy": "a", "seed": 1, "final_accuracy": 0.7, "parameters": 3000,
+     "search_seconds": 14.0, "search_cpu_seconds": 30.0, "train_seconds": 0.0,
+     "total_seconds": 14.0},
+    {"strategy": "b", "seed": 0, "final_accuracy": None, "parameters": None,
+     "search_seconds": 5.0, "search_cpu_seconds": 5.0, "train_seconds": 0.0,
+     "total_seconds": 5.0},
+    {"strategy": "b", "seed": 1, "final_accuracy": 0.6, "parameters": None,
+     "search_seconds": 7.0, "search_cpu_seconds": 6.0, "train_seconds": 0.0,
+     "total_seconds": 7.0},
+]
+
+
+def test_summarise():
+    a, b = summarise(ROWS)
+    assert a["runs"] == 2 and a["final_accuracy_mean"] == pytest.approx(0.6)
+    assert a["final_accuracy_std"] == pytest.approx(0.02 ** 0.5)  # sample std (n - 1)
+    assert a["search_seconds_mean"] == 12.0 and a["parameters_mean"] == 2000
+    assert (a["best_seed"], a["best_final_accuracy"]) == (1, 0.7)
+    # a run missing from the benchmark table counts as a run, not in the accuracy
+    assert b["runs"] == 2 and b["scored"] == 1
+    assert b["final_accuracy_mean"] == 0.6 and b["final_accuracy_std"] is None
+    assert b["search_seconds_std"] == pytest.approx(2 ** 0.5)
+
+
+def test_report_without_matplotlib(tmp_path, monkeypatch):
+    from nasp import BUILTIN_GENOTYPES
+
+    genotype = BUILTIN_GENOTYPES["DARTS_V2"].to_dict()
+    rows = [{**r, "genotype": genotype} for r in ROWS]
+    plan = ComparePlan(("a", "b"), (0, 1), preset("tiny"), tmp_path, benchmark="table.pth",
+                       command="nasp compare ...")
+
+    def missing(*args):
+        raise MissingExtraError("no matplotlib here")
+
+    monkeypatch.setattr(compare_module, "require", missing)
+    write_report(plan, rows, log=lambda s: None)
+    report = (tmp_path / "report.md").read_text()
+    assert "No plot: no matplotlib here" in report
+    assert not (tmp_path / "accuracy_vs_time.png").exists()
+    assert "benchmark table table.pth" in report
+    assert "| b | 2 | 60.00 | 60.00 | 1 |" in report
+    assert "| b | 0 | n/a | n/a |" in report
+    assert report == report_markdown(plan, rows, "No plot: no matplotlib here")

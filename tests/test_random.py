@@ -1,0 +1,178 @@
+"""Random search: uniform sampling of valid cells, scoring by training or by look-up."""
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from conftest import tiny_config
+
+import nasp.strategies.random as random_module
+from nasp import ConfigError, Genotype, preset, search
+from nasp.spaces import DartsCNNSpace
+from nasp.strategies import STRATEGIES, RandomSearch, build_strategy
+
+
+def sep_conv_share(genotype: Genotype) -> float:
+    """A fake benchmark: the share of sep_conv ops in the normal cell."""
+    return sum(op.startswith("sep_conv") for op, _ in genotype.normal) / len(genotype.normal)
+
+
+def test_registered_as_random():
+    assert STRATEGIES["random"] is RandomSearch
+
+
+@pytest.mark.parametrize("primitives", ["darts", "darts-7", "nasp-12"])
+def test_random_selection_is_a_valid_cell_without_none(primitives):
+    space = DartsCNNSpace(primitives)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        selection = space.random_selection(g)
+        genotype = space.genotype_of(selection)  # raises unless every node keeps 2 edges
+        assert space.selection_of(genotype) == selection
+        for t, pairs in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+            assert len(pairs) == 8
+            assert all(op != "none" for op, _ in pairs)
+            assert all(op in space.primitives[t] for op, _ in pairs)
+
+
+def test_random_selection_is_seeded():
+    space = DartsCNNSpace("darts-7")
+    a = [space.random_selection(torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert a[0] == a[1]
+    b = space.random_selection(torch.Generator().manual_seed(6))
+    assert a[0] != b
+
+
+def test_random_selection_is_uniform():
+    """Node 3 (5 inputs): every input is kept with probability 2/5, every pair of inputs is
+    equally likely, and every op of darts (none excluded) has probability 1/7 per kept edge."""
+    space = DartsCNNSpace("darts")
+    g = torch.Generator().manual_seed(0)
+    n = 3000
+    pairs, ops = Counter(), Counter()
+    for _ in range(n):
+        sel = space.random_selection(g)["normal"]
+        node3 = sel[9:14]
+        pairs[tuple(j for j, k in enumerate(node3) if k >= 0)] += 1
+        ops.update(k for k in node3 if k >= 0)
+    assert len(pairs) == 10  # C(5, 2)
+    for count in pairs.values():  # binomial(n, 1/10): sd ~ 16.4
+        assert abs(count - n / 10) < 5 * (n * 0.1 * 0.9) ** 0.5
+    assert 0 not in ops and len(ops) == 7  # index 0 is none
+    for count in ops.values():  # binomial(2n, 1/7)
+        assert abs(count - 2 * n / 7) < 5 * (2 * n / 7 * 6 / 7) ** 0.5
+
+
+def test_lookup_scores_every_candidate_and_keeps_the_best(tiny):
+    space, net, _, _ = tiny
+    scores = iter([0.3, None, 0.7, 0.7, 0.1])
+    strategy = RandomSearch(space, net, tiny_config(epochs=2, random_samples=5),
+                            scorer=lambda genotype: next(scores))
+    assert not strategy.trains
+    assert strategy.genotype() == space.genotype_of(strategy.candidates[0])  # nothing scored
+    assert all((a == 0).all() for a in strategy.arch.values())
+    handled = []
+    for epoch in range(2):
+        strategy.begin_epoch(epoch)
+        strategy.end_epoch()
+        handled.append(strategy.epoch_metrics()["random"]["candidates"])
+    assert handled == [[0, 1], [2, 3, 4]]
+    assert strategy.scores == [0.3, None, 0.7, 0.7, 0.1]
+    assert strategy.best == 2  # ties: the earliest
+    best = space.genotype_of(strategy.candidates[2])
+    assert strategy.genotype() == best
+    # A is the one-hot of the best candidate: derivation and projection both give it back
+    assert space.derive(strategy.arch) == best
+    for t, a_bar in space.project(strategy.arch).items():
+        assert torch.equal(a_bar, strategy.arch[t].detach())
+    assert "best #3/5 70.0%" in strategy.epoch_summary()
+
+
+def test_training_resets_weights_and_schedule_per_candidate(tiny, one_thread):
+    space, net, train, val = tiny
+    strategy = RandomSearch(space, net, tiny_config(epochs=3, random_samples=2))
+    initial = {k: v.clone() for k, v in net.state_dict().items()}
+    assert [strategy.owner(e) for e in range(3)] == [0, 0, 1]
+    strategy.begin_epoch(0)
+    assert strategy.scheduler.T_max == 2  # candidate 0 trains for epochs 0 and 1
+    strategy.step(train, val)
+    assert not torch.equal(net.classifier.weight, initial["classifier.weight"])
+    strategy.end_epoch()
+    strategy.child_evaluated({"top1": 0.4})
+    assert strategy.scores == [None, None]  # candidate 0 is still training
+    strategy.begin_epoch(1)
+    assert strategy.lr < strategy.config.w_lr  # the schedule goes on
+    strategy.step(train, val)
+    strategy.end_epoch()
+    strategy.child_evaluated({"top1": 0.25})
+    assert strategy.scores == [0.25, None]
+    strategy.begin_epoch(2)  # candidate 1: initial weights, fresh optimiser and schedule
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, initial[k]), k
+    assert strategy.lr == strategy.config.w_lr and strategy.scheduler.T_max == 1
+    assert strategy.w_optim.state == {}
+    plans = strategy.child_plans()
+    assert plans["normal"].selection == strategy.candidates[1]["normal"]
+    strategy.step(train, val)
+    strategy.end_epoch()
+    strategy.child_evaluated({"top1": 0.5})
+    assert strategy.scores == [0.25, 0.5] and strategy.best == 1
+
+
+def test_state_dict_round_trip(tiny):
+    space, net, _, _ = tiny
+    config = tiny_config(epochs=2, random_samples=3)
+    a = RandomSearch(space, net, config, scorer=sep_conv_share)
+    a.begin_epoch(0)
+    a.end_epoch()
+    b = RandomSearch(space, net, config.replace(seed=9), scorer=sep_conv_share)
+    b.load_state_dict(a.state_dict())
+    assert b.candidates == a.candidates and b.scores == a.scores and b.epoch == a.epoch
+    assert b.genotype() == a.genotype()
+
+
+def test_more_samples_than_epochs_needs_a_table(tiny):
+    space, net, _, _ = tiny
+    with pytest.raises(ConfigError, match="--random-samples 4 is more than --epochs 2"):
+        build_strategy("random", space, net, tiny_config(epochs=2, random_samples=4))
+    RandomSearch(space, net, tiny_config(epochs=2, random_samples=4), scorer=sep_conv_share)
+
+
+def test_search_loop_by_lookup_runs_no_training(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr(random_module, "benchmark_scorer", lambda config: sep_conv_share)
+    config = preset("tiny", strategy="random", epochs=2, random_samples=6, subset=64,
+                    out=str(tmp_path / "run"), seed=4)
+    result = search(config, progress=False, plots=False, log=lambda s: None)
+    strategy = result.strategy
+    for k, v in strategy.net.state_dict().items():
+        assert torch.equal(v, strategy.initial_state[k]), k  # not one step taken
+    # the candidates, drawn independently from the same seed, and their fake scores
+    space = DartsCNNSpace("darts-7")
+    g = torch.Generator().manual_seed(4)
+    genotypes = [space.genotype_of(space.random_selection(g)) for _ in range(6)]
+    scores = [sep_conv_share(x) for x in genotypes]
+    assert result.genotype == genotypes[scores.index(max(scores))]
+    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text()
+               .splitlines()]
+    assert [r["random"]["candidates"] for r in records] == [[0, 1, 2], [3, 4, 5]]
+    assert records[1]["random"]["scores"] == scores[3:]
+    assert all(r["train_loss"] is None and r["child_val_acc"] is None for r in records)
+    assert Genotype.from_dict(records[-1]["genotype"]) == result.genotype
+
+
+def test_search_loop_by_training_scores_each_candidate(tmp_path, one_thread):
+    config = preset("tiny", strategy="random", epochs=3, random_samples=2, subset=64,
+                    out=str(tmp_path / "run"), seed=1)
+    lines = []
+    result = search(config, progress=False, plots=False, log=lines.append)
+    history = result.history
+    assert [r["random"]["candidates"] for r in history] == [[0], [0], [1]]
+    # a fresh cosine schedule per candidate: two epochs for the first, one for the second
+    assert [r["lr"] for r in history] == pytest.approx([0.025, 0.013, 0.025])
+    # each candidate's score is the child validation accuracy after its last epoch
+    assert result.strategy.scores == [history[1]["child_val_acc"], history[2]["child_val_acc"]]
+    best = result.strategy.best
+    assert result.genotype == DartsCNNSpace("darts-7").genotype_of(
+        result.strategy.candidates[best])
+    assert any("random: #2/2" in line for line in lines)
