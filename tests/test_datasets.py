@@ -471,7 +471,7 @@ def test_folder_with_train_and_val_subfolders_and_grey_images(tmp_path):
 
 
 def test_folder_palette_images_become_rgb(tmp_path):
-    make_folder(tmp_path, {"a": 1, "b": 1}, mode="P")
+    make_folder(tmp_path, {"a": 2, "b": 2}, mode="P")
     assert load_dataset("folder", tmp_path).in_channels == 3
 
 

@@ -4,12 +4,18 @@ A search is fully described by a :class:`SearchConfig`, a train-from-scratch run
 :class:`TrainConfig` (and the genotype it trains). The command line starts from a preset,
 overrides the options given on it, and writes the resolved config into the run directory as
 ``config.yaml``; :func:`load_config` reads it back.
+
+Every value is checked on construction (type, range, known choice; numbers must be finite and
+given as numbers, not as text), so a bad option or config file is a :class:`ConfigError` with a
+one-line message naming the option (and the file) before anything runs or is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,55 @@ class ConfigError(ValueError):
     """An invalid configuration value or file; the message names the option and the problem."""
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-3`` as a number (YAML 1.2) rather than as text."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML's safe dumper, quoting text such as ``1e-3`` that :class:`_Loader` reads as a number."""
+
+
+for _yaml_class in (_Loader, _Dumper):
+    _yaml_class.add_implicit_resolver("tag:yaml.org,2002:float",
+                                      re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                      list("-+0123456789"))
+
+_SEED_LIMIT = 2**32
+"""Seeds lie in [0, 2**32): the range every generator seeded from it (NumPy's too) accepts."""
+
+
+def _kind(value: Any) -> str:
+    """``a list``, ``a str``...: what a value is, for error messages."""
+    if value is None:
+        return "nothing"
+    name = type(value).__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _key(key: Any) -> str:
+    """A config key for an error message: plain if it is a simple name, else its repr."""
+    return key if isinstance(key, str) and key.isidentifier() else repr(key)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _known_names() -> dict[str, tuple[str, ...]]:
+    """The registries' names, for the options that pick from them.
+
+    Imported here, when a config is checked, so that this module stays importable by the
+    modules that fill the registries.
+    """
+    from nasp.data import DATASETS
+    from nasp.ops import PRIMITIVE_SETS
+    from nasp.spaces import SPACES
+    from nasp.strategies import STRATEGIES
+
+    return {"strategy": tuple(sorted(STRATEGIES)), "space": tuple(sorted(SPACES)),
+            "primitives": tuple(sorted(PRIMITIVE_SETS)), "dataset": tuple(sorted(DATASETS))}
+
+
 class _Config:
     """What the config dataclasses share: dict/YAML out, checked construction from a mapping."""
 
@@ -33,20 +88,33 @@ class _Config:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False)
 
     def replace(self, **changes: Any):
         """A copy with ``changes`` applied (None values are ignored) and validated."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def _check_common(self, choices: dict[str, tuple[str, ...]]) -> None:
-        """Checks both configs need: network size, batch, epochs, device layout and precision,
-        and any further ``choices`` (option -> allowed values)."""
+        """Checks both configs need: network size, batch, epochs, seed, cutout, the data set,
+        paths and device names, device layout and precision, and any further ``choices``
+        (option -> allowed values)."""
         for name in ("batch_size", "layers", "channels", "epochs"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, "
                                   f"got {value!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < _SEED_LIMIT:
+            raise ConfigError(f"--seed must be an integer in [0, 2**32), got {self.seed!r}")
+        if not _is_int(self.cutout) or self.cutout < 0:
+            raise ConfigError(f"--cutout must be a non-negative integer (pixels; 0 = off), got "
+                              f"{self.cutout!r}")
+        for name in ("data_dir", "out"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a path (text), got "
+                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.device, str):
+            raise ConfigError(f"--device must be a device name (cpu, cuda, cuda:N or auto), got "
+                              f"{self.device!r}")
         if self.layers < 3:
             raise ConfigError(f"--layers must be at least 3 so that the network has normal and "
                               f"reduction cells, got {self.layers}")
@@ -54,19 +122,24 @@ class _Config:
             raise ConfigError(f"--channels must be even (reduction cells concatenate two "
                               f"halves), got {self.channels}")
         choices = {"memory_format": ("auto", "channels_last", "contiguous"),
-                   "precision": ("auto", "fp32", "bf16"), **choices}
+                   "precision": ("auto", "fp32", "bf16"), "dataset": _known_names()["dataset"],
+                   **choices}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of "
                                   f"{', '.join(allowed)}, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the configuration"):
-        """A config from a mapping such as :meth:`to_dict` gives; unknown keys are an error."""
+        """A config from a mapping such as :meth:`to_dict` gives.
+
+        Raises :class:`ConfigError` (and nothing else), its message starting with ``source``,
+        for anything but a mapping, unknown keys and any value :meth:`validate` refuses.
+        """
         if not isinstance(data, dict):
-            raise ConfigError(f"{source} must be a mapping of option: value")
+            raise ConfigError(f"{source} must be a mapping of option: value, got {_kind(data)}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(_key(key) for key in data if key not in known)
         if unknown:
             raise ConfigError(f"{source} has unknown keys {', '.join(unknown)}; known keys are "
                               f"{', '.join(sorted(known))}")
@@ -127,7 +200,6 @@ class SearchConfig(_Config):
     out: str | None = None
 
     def __post_init__(self):
-        self.a_betas = tuple(float(b) for b in self.a_betas)
         if self.space == "nb201" and self.primitives == "darts-7":
             self.primitives = "nb201"  # darts-7 is the DARTS space's default; nb201 has one set
         self.validate()
@@ -145,17 +217,21 @@ class SearchConfig(_Config):
                               "give --benchmark PATH too")
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` for a value no search can run with."""
-        self._check_common({"arch_mode": ("sparse", "reference")})
-        if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 2):
+        """Raise :class:`ConfigError` for a value no search can run with; store ``a_betas`` as
+        a tuple of floats."""
+        self._check_common({"arch_mode": ("sparse", "reference"),
+                            **{k: v for k, v in _known_names().items() if k != "dataset"}})
+        if self.subset is not None and (not _is_int(self.subset) or self.subset < 2):
             raise ConfigError(f"--subset must be an integer of at least 2, got {self.subset!r}")
         _check_numbers(self, ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip",
                               "a_lr", "a_weight_decay", "hessian_radius", "size_penalty",
-                              "init_noise", "cutout"), 0, "a non-negative number")
-        if len(self.a_betas) != 2 or not all(0 <= b < 1 for b in self.a_betas):
-            raise ConfigError(f"a_betas must be two numbers in [0, 1), got {self.a_betas!r}")
-        if self.random_samples is not None and (not isinstance(self.random_samples, int)
-                                                or isinstance(self.random_samples, bool)
+                              "init_noise"), 0, "a non-negative number")
+        betas = self.a_betas
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(_is_number(b) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"a_betas must be a list of two numbers in [0, 1), got {betas!r}")
+        self.a_betas = tuple(float(b) for b in betas)
+        if self.random_samples is not None and (not _is_int(self.random_samples)
                                                 or self.random_samples < 1):
             raise ConfigError(f"--random-samples must be a positive integer, got "
                               f"{self.random_samples!r}")
@@ -185,24 +261,56 @@ def preset(name: str, **overrides: Any) -> SearchConfig:
 
 
 def load_config(path: str | os.PathLike) -> SearchConfig:
-    """Read a ``config.yaml`` written by a run (or by hand)."""
+    """Read a ``config.yaml`` written by a run (or by hand).
+
+    Raises :class:`ConfigError` naming ``path`` (and nothing else) when the file cannot be read,
+    is not UTF-8 text or valid YAML (the line and column are given), does not hold a mapping, has
+    unknown keys, or holds a value :meth:`SearchConfig.validate` refuses.
+    """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
     except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cannot read config file {path}: it is not UTF-8 text (byte "
+                          f"{err.start}); save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(err)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     return SearchConfig.from_dict(data, f"config file {path}")
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line, with the line and column of each mark."""
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return " ".join(str(err).split())
+    parts = []
+    for text, mark in ((err.context, err.context_mark), (err.problem, err.problem_mark)):
+        if text:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            parts.append(f"{' '.join(text.split())}{where}")
+    return ": ".join(parts) or " ".join(str(err).split())
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not text)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (not isinstance(value, float) or math.isfinite(value)))
 
 
 def _check_numbers(config: Any, names: tuple[str, ...], low: float, what: str,
                    high: float | None = None) -> None:
-    """Raise :class:`ConfigError` unless every option in ``names`` is a number in [low, high)."""
+    """Raise :class:`ConfigError` unless every option in ``names`` is a finite number in
+    [low, high)."""
     for name in names:
         value = getattr(config, name)
-        if (not isinstance(value, (int, float)) or isinstance(value, bool) or value < low
-                or (high is not None and value >= high)):
+        if not _is_number(value) or value < low or (high is not None and value >= high):
             raise ConfigError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
 
 
@@ -258,10 +366,9 @@ class TrainConfig(_Config):
         """Raise :class:`ConfigError` for a value no training can run with."""
         self._check_common({"network": ("cifar", "imagenet"),
                             "lr_schedule": ("cosine", "exponential")})
-        if self.subset is not None and (not isinstance(self.subset, int)
-                                        or isinstance(self.subset, bool) or self.subset < 1):
+        if self.subset is not None and (not _is_int(self.subset) or self.subset < 1):
             raise ConfigError(f"--subset must be a positive integer, got {self.subset!r}")
-        _check_numbers(self, ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "cutout",
+        _check_numbers(self, ("lr", "lr_min", "momentum", "weight_decay", "grad_clip",
                               "auxiliary_weight"), 0, "a non-negative number")
         _check_numbers(self, ("drop_path", "label_smoothing"), 0, "a probability in [0, 1)", 1)
         _check_numbers(self, ("lr_gamma",), 0, "a factor in (0, 1]")

@@ -63,13 +63,22 @@ class GenotypeError(ValueError):
     """
 
 
+def _short(value: object) -> str:
+    """Short ``repr`` of ``value`` for error messages (never fails, never spans lines)."""
+    try:
+        return reprlib.repr(value)
+    except ValueError:  # an int too long to convert to decimal
+        return "<huge>"
+
+
 def _show(value: object) -> str:
     """Short ``repr`` of ``value`` with its type, for error messages."""
-    try:
-        text = reprlib.repr(value)
-    except ValueError:  # an int too long to convert to decimal
-        text = "<huge>"
-    return f"{text} ({type(value).__name__})"
+    return f"{_short(value)} ({type(value).__name__})"
+
+
+def _one_line(err: BaseException) -> str:
+    """``str(err)`` on one line (a parser's message may span several)."""
+    return " ".join(str(err).split())
 
 
 def _is_int(value: object) -> bool:
@@ -101,7 +110,7 @@ def _check_cell(cell: str, pairs: object) -> tuple[Pair, ...]:
             raise GenotypeError(f"{where}: the input index must be an int, got {_show(index)}")
         if not 0 <= index < node:
             raise GenotypeError(
-                f"{where}: input index {reprlib.repr(index)} is out of range; "
+                f"{where}: input index {_short(index)} is out of range; "
                 f"node {node} can read states 0..{node - 1}")
         checked.append((op, int(index)))
     return tuple(checked)
@@ -124,7 +133,7 @@ def _check_concat(field: str, concat: object, n_states: int) -> tuple[int, ...]:
             raise GenotypeError(f"{field}[{k}]: a state index must be an int, got {_show(state)}")
         if not 0 <= state < n_states:
             raise GenotypeError(
-                f"{field}[{k}]: state {reprlib.repr(state)} is out of range 0..{n_states - 1}")
+                f"{field}[{k}]: state {_short(state)} is out of range 0..{n_states - 1}")
         if state in seen:
             raise GenotypeError(f"{field}[{k}]: state {state} appears twice")
         seen.add(state)
@@ -199,11 +208,17 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Genotype:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`.
+
+        Raises :class:`GenotypeError` (and nothing else) for any text that is not the JSON of a
+        valid genotype: invalid JSON or UTF-8, another JSON type than an object, wrong keys or
+        nesting, unknown ops, input indices that are not ints (bools and floats are not) or
+        out of range, bad concat lists.
+        """
         try:
             data = json.loads(text)
         except (ValueError, TypeError, RecursionError) as err:
-            raise GenotypeError(f"invalid genotype JSON: {err}") from None
+            raise GenotypeError(f"invalid genotype JSON: {_one_line(err)}") from None
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -216,11 +231,16 @@ class Genotype:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Genotype:
-        """Read a genotype written by :meth:`save`; any problem is a :class:`GenotypeError`."""
+        """Read a genotype written by :meth:`save`.
+
+        Any problem (a missing or unreadable file, text that is not UTF-8, anything
+        :meth:`from_json` refuses) is a :class:`GenotypeError` naming ``path``; nothing else is
+        raised.
+        """
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            raise GenotypeError(f"cannot read genotype file {path}: {err}") from None
+            raise GenotypeError(f"cannot read genotype file {path}: {_one_line(err)}") from None
         try:
             return cls.from_json(text)
         except GenotypeError as err:
@@ -247,13 +267,15 @@ class Genotype:
         Accepts an optional leading ``NAME =``, lists or tuples, and ``range(a, b)`` for the
         concat fields. The text is read with :mod:`ast` and never evaluated: anything but the
         call ``Genotype(...)`` with the four keyword arguments holding literals is rejected.
+        Every problem, from a syntax error to an invalid cell, is a :class:`GenotypeError`;
+        nothing else is raised.
         """
         if not isinstance(text, str):
             raise GenotypeError(f"genotype text must be a str, got {_show(text)}")
         try:
             module = ast.parse(text.strip(), mode="exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
-            raise GenotypeError(f"cannot parse genotype text: {err}") from None
+            raise GenotypeError(f"cannot parse genotype text: {_one_line(err)}") from None
         try:
             arguments = _call_arguments(_genotype_call(module))
         except RecursionError:
@@ -389,7 +411,9 @@ def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
 
     Tried in this order: a key of :data:`BUILTIN_GENOTYPES` (any case); an existing file, read
     with :meth:`Genotype.load`; an existing directory holding ``genotype.json``; text mentioning
-    ``Genotype``, read with :meth:`Genotype.parse`. Anything else is a :class:`GenotypeError`.
+    ``Genotype``, read with :meth:`Genotype.parse`. Anything else, and any problem reading or
+    validating what was found, is a :class:`GenotypeError` (a ``ValueError``) whose one-line
+    message names the file or text and what is wrong; nothing else is raised.
     Files of a NAS-Bench-201 search and arch strings (``|op~0|+|...|``) give a
     :class:`~nasp.nb201_genotype.NB201Genotype`.
     """
@@ -412,7 +436,9 @@ def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
         from nasp.nb201_genotype import NB201Genotype
 
         return NB201Genotype.from_string(spec)
+    text = os.fspath(spec)
+    shown = repr(text) if len(text) <= 300 else _short(text)  # a path is shown whole
     raise GenotypeError(
-        f"cannot resolve genotype {reprlib.repr(os.fspath(spec))}: it is not a built-in name "
+        f"cannot resolve genotype {shown}: it is not a built-in name "
         f"({', '.join(BUILTIN_GENOTYPES)}, any case), not an existing genotype file or run "
         f"directory holding {GENOTYPE_FILE}, and not DARTS genotype text like {_TEXT_EXAMPLE}")

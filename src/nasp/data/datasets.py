@@ -16,10 +16,16 @@ of :data:`DATASETS`:
   ``train/`` and ``test/`` (or ``val/``) sub-folders, those are the splits; otherwise a fixed seeded
   10% of the images (at least one) is the ``test`` split and the rest the ``train`` split.
 
-Any problem with the data raises :class:`DatasetError`, whose message says what was looked at,
-what was wrong and how to get or fix the data. Downloads go to a temporary folder inside the
-target folder and are moved into place only once complete and verified, so a failed download
-leaves nothing behind.
+Any problem with the data raises :class:`DatasetError` (a ``ValueError``), whose message is one
+line saying what was looked at, what was wrong and how to get or fix the data: a missing,
+truncated or corrupt file (bad pickle, bad gzip stream, wrong idx magic number or a header that
+promises more or less data than there is, undecodable image), data of the wrong structure
+(shapes, dtypes, label range, MNIST images that are not 28x28, images of mixed sizes or channel
+counts), an empty split, a folder data set with fewer than two classes, and a train split whose
+images all belong to one class. Nothing else escapes the loaders, whatever the bytes in the
+files; sizes written in file headers are never trusted for allocating memory. Downloads go to a
+temporary folder inside the target folder and are moved into place only once complete and
+verified, so a failed download leaves nothing behind, and a local copy is never changed.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import functools
 import gzip
 import hashlib
 import http.client
+import io
 import logging
 import math
 import os
@@ -61,11 +68,11 @@ DOWNLOAD_TIMEOUT = 60.0
 """Seconds a download may wait for the server before it fails."""
 
 
-class DatasetError(Exception):
+class DatasetError(ValueError):
     """A data set is missing, unreadable, corrupt or unsuitable.
 
-    ``str(err)`` is one short paragraph naming the data set, the path(s) looked at, what was wrong
-    and how to get or fix the data: it is meant to be shown to the user as it is.
+    ``str(err)`` is one short paragraph (one line) naming the data set, the path(s) looked at,
+    what was wrong and how to get or fix the data: it is meant to be shown to the user as it is.
     """
 
 
@@ -138,6 +145,10 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
 
     ``root=None`` means :func:`default_data_dir`. Data sets that can be downloaded are downloaded
     into ``root`` when missing and ``download`` is true.
+
+    Raises :class:`DatasetError` (one line, naming the file or folder and what to do) for an
+    unknown name or split and for any missing, unreadable, corrupt or unsuitable data, including
+    a train split holding a single class; no other exception comes out of a damaged file.
     """
     key = name.strip().lower().replace("_", "-")
     if key not in DATASETS:
@@ -150,7 +161,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
 
 def search_split(ds: ImageDataset, subset: int | None = None) -> tuple[ImageDataset, ImageDataset]:
     """The DARTS search split: of the first ``subset`` images (all if None), the first half
-    trains the weights and the second half the architecture (it gets the odd image)."""
+    trains the weights and the second half the architecture (it gets the odd image).
+
+    Raises :class:`DatasetError` when ``subset`` exceeds the data set, leaves fewer than 2
+    images, or holds a single class.
+    """
     n = len(ds) if subset is None else subset
     what = f"the {ds.name} data set ({len(ds)} images)"
     if subset is not None and subset > len(ds):
@@ -170,6 +185,20 @@ def search_split(ds: ImageDataset, subset: int | None = None) -> tuple[ImageData
 
 def _resolve_root(root: Path | None) -> Path:
     return default_data_dir() if root is None else Path(root).expanduser()
+
+
+def _one_line(err: BaseException) -> str:
+    """``str(err)`` on one line (errors of other libraries may span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _check_classes(labels: torch.Tensor, classes: Sequence[str], split: str, where: str,
+                   hint: str) -> None:
+    """Refuse a train split whose images all belong to one class: nothing can be learned."""
+    if split == "train" and labels.numel() and bool((labels == labels[0]).all()):
+        raise DatasetError(f"all {labels.numel()} images of the train split in {where} belong to "
+                           f"one class ({classes[int(labels[0])]}), so there is nothing to "
+                           f"learn. {hint}")
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -217,7 +246,7 @@ def _download(url: str, dest: Path, md5: str) -> None:
         with open(dest, "wb") as out:
             _fetch(url, out)
     except (OSError, http.client.HTTPException, ValueError) as err:
-        raise _DownloadError(f"downloading {url} failed ({err})") from err
+        raise _DownloadError(f"downloading {url} failed ({_one_line(err)})") from err
     got = _md5(dest)
     if got != md5:
         raise _DownloadError(f"the file downloaded from {url} has md5 {got}, not the official "
@@ -231,7 +260,8 @@ def _staging_dir(folder: Path, title: str) -> tempfile.TemporaryDirectory:
         return tempfile.TemporaryDirectory(dir=folder, prefix=".nasp-download-")
     except OSError as err:
         raise DatasetError(f"{title} would be downloaded into {folder}, but that folder cannot "
-                           f"be written ({err}); choose another with --data-dir") from err
+                           f"be written ({_one_line(err)}); choose another with --data-dir"
+                           ) from err
 
 
 # --- digits -----------------------------------------------------------------------------------
@@ -313,16 +343,25 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path, spec: _CifarSpec) -> dict:
-    """A CIFAR pickle as a dict (``encoding='bytes'``, numpy arrays only)."""
+    """A CIFAR pickle as a dict (``encoding='bytes'``, numpy arrays only).
+
+    The file is read whole first and unpickled from memory, so a length field promising more
+    bytes than the file holds ends in a "truncated" error instead of a huge allocation.
+    """
     if not path.is_file():
         raise DatasetError(f"{spec.title} file {path} is missing, so the copy in {path.parent} is "
                            f"incomplete. {spec.damaged_hint(path.parent)}")
     try:
-        with open(path, "rb") as f:
-            obj = _ArrayUnpickler(f, encoding="bytes").load()
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{spec.title} file {path} cannot be read ({_one_line(err)}). "
+                           f"{spec.damaged_hint(path.parent)}") from err
+    try:
+        obj = _ArrayUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # a damaged pickle can fail in many ways; all mean the same here
-        raise DatasetError(f"{spec.title} file {path} cannot be read as a pickle ({err}); it is "
-                           f"truncated or corrupt. {spec.damaged_hint(path.parent)}") from err
+        raise DatasetError(f"{spec.title} file {path} cannot be read as a pickle "
+                           f"({_one_line(err)}); it is truncated or corrupt. "
+                           f"{spec.damaged_hint(path.parent)}") from err
     if not isinstance(obj, dict):
         raise DatasetError(f"{spec.title} file {path} holds a {type(obj).__name__}, not the "
                            f"expected dict. {spec.damaged_hint(path.parent)}")
@@ -393,7 +432,7 @@ def _extract(archive: Path, dest: Path, top: str) -> None:
             tar.extractall(dest, members=members, **extra)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise _DownloadError(f"the downloaded {archive.name} could not be unpacked "
-                             f"({err})") from err
+                             f"({_one_line(err)})") from err
     if not (dest / top).is_dir():
         raise _DownloadError(f"the downloaded {archive.name} has no {top} folder")
 
@@ -404,11 +443,11 @@ def _load_cifar(key: str, root: Path | None, split: str, download: bool) -> Imag
     folder = _find_cifar(spec, root, download)
     meta_path = folder / spec.meta_file
     meta = _unpickle(meta_path, spec)
-    names = meta.get(spec.names_key)
-    if not (isinstance(names, list) and len(names) == spec.num_classes):
+    classes = _class_names(meta.get(spec.names_key), spec.num_classes)
+    if classes is None:
         raise DatasetError(f"{spec.title} file {meta_path} should list {spec.num_classes} class "
-                           f"names under {spec.names_key!r}. {spec.damaged_hint(folder)}")
-    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+                           f"names (UTF-8 text) under {spec.names_key!r}. "
+                           f"{spec.damaged_hint(folder)}")
     per_batch = meta.get(b"num_cases_per_batch")
     per_batch = per_batch if isinstance(per_batch, int) else None
     arrays, labels = [], []
@@ -422,8 +461,21 @@ def _load_cifar(key: str, root: Path | None, split: str, download: bool) -> Imag
         arrays.append(data)
         labels.append(np.asarray(batch_labels, dtype=np.int64))
     images = torch.from_numpy(np.concatenate(arrays).reshape(-1, 3, 32, 32))
-    return ImageDataset(key, images, torch.from_numpy(np.concatenate(labels)), classes,
-                        spec.mean, spec.std, flip=True, crop_padding=4)
+    labels = torch.from_numpy(np.concatenate(labels))
+    _check_classes(labels, classes, split, str(folder), spec.damaged_hint(folder))
+    return ImageDataset(key, images, labels, classes, spec.mean, spec.std, flip=True,
+                        crop_padding=4)
+
+
+def _class_names(names: object, count: int) -> tuple[str, ...] | None:
+    """``count`` class names from a CIFAR meta file (bytes or str), or None if they are not."""
+    if not (isinstance(names, list) and len(names) == count
+            and all(isinstance(n, (bytes, str)) for n in names)):
+        return None
+    try:
+        return tuple(n.decode() if isinstance(n, bytes) else n for n in names)
+    except UnicodeDecodeError:
+        return None
 
 
 # --- MNIST and Fashion-MNIST (idx files) ------------------------------------------------------
@@ -477,33 +529,52 @@ def _idx_hint(spec: _IdxSpec, folder: Path) -> str:
             f"or download them by hand from {spec.mirrors[0]} into {folder}.")
 
 
+_IDX_IMAGE_SIZE = (28, 28)
+_READ_CHUNK = 1 << 24
+
+
+def _read_at_most(f: BinaryIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``f``, read in chunks: memory follows what the file holds, not
+    what a (possibly absurd) ``limit`` taken from a header says."""
+    chunks, left = [], limit
+    while left > 0 and (chunk := f.read(min(left, _READ_CHUNK))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def _read_idx(path: Path, ndim: int, spec: _IdxSpec, folder: Path) -> np.ndarray:
-    """The array stored in an idx file of unsigned bytes with ``ndim`` dimensions."""
+    """The array stored in an idx file (raw or gzip) of unsigned bytes with ``ndim`` dimensions.
+
+    The header is checked first; then at most one byte more than it promises is read, so a
+    truncated, padded or absurdly sized file is named as such without reading it all.
+    """
+    header_size = 4 + 4 * ndim
+    dims: tuple[int, ...] = ()
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            header = _read_at_most(f, header_size)
+            if header[:4] != bytes((0, 0, 0x08, ndim)):
+                problem = (f"its magic number is {header[:4].hex() or 'missing'}, not "
+                           f"{0x800 + ndim:08x} (unsigned bytes, {ndim} dimensions)")
+            elif len(header) < header_size:
+                problem = "its header is truncated"
+            else:
+                dims = struct.unpack(f">{ndim}I", header[4:])
+                body = _read_at_most(f, math.prod(dims) + 1)
+                promised = f"its header promises {math.prod(dims)} bytes for shape {dims}"
+                problem = None
+                if len(body) > math.prod(dims):
+                    problem = f"{promised} but it holds more (damaged, or not an idx file)"
+                elif len(body) < math.prod(dims):
+                    problem = f"{promised} but it holds {len(body)} (truncated or damaged)"
     except (OSError, EOFError, zlib.error) as err:
-        raise DatasetError(f"{spec.title} file {path} cannot be read ({err}). "
+        raise DatasetError(f"{spec.title} file {path} cannot be read ({_one_line(err)}). "
                            f"{_idx_hint(spec, folder)}") from err
-    header = 4 + 4 * ndim
-    if raw[:4] != bytes((0, 0, 0x08, ndim)):
-        problem = (f"its magic number is {raw[:4].hex() or 'missing'}, not {0x800 + ndim:08x} "
-                   f"(unsigned bytes, {ndim} dimensions)")
-    elif len(raw) < header:
-        problem = "its header is truncated"
-    else:
-        dims = struct.unpack(f">{ndim}I", raw[4:header])
-        problem = None
-        if len(raw) - header != math.prod(dims):
-            problem = (f"its header promises {math.prod(dims)} bytes for shape {dims} but it "
-                       f"holds {len(raw) - header} (truncated or damaged)")
     if problem:
         raise DatasetError(f"{spec.title} file {path} is not a valid idx file: {problem}. "
                            f"{_idx_hint(spec, folder)}")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims).copy()
+    return np.frombuffer(body, np.uint8).reshape(dims).copy()
 
 
 def _find_idx(spec: _IdxSpec, key: str, root: Path, split: str,
@@ -552,16 +623,20 @@ def _load_idx(key: str, root: Path | None, split: str, download: bool) -> ImageD
     labels = _read_idx(labels_path, 1, spec, folder)
     if len(images) == 0 or len(images) != len(labels):
         problem = f"{len(images)} images in {images_path} but {len(labels)} labels in {labels_path}"
+    elif images.shape[1:] != _IDX_IMAGE_SIZE:
+        problem = (f"{images_path} holds images of {images.shape[1]}x{images.shape[2]} pixels, "
+                   f"but {spec.title} images are {_IDX_IMAGE_SIZE[0]}x{_IDX_IMAGE_SIZE[1]}")
     elif labels.max() >= len(spec.classes):
         problem = f"labels in {labels_path} reach {labels.max()}, beyond {len(spec.classes) - 1}"
     else:
         problem = None
     if problem:
-        raise DatasetError(f"{spec.title} files do not match: {problem}. "
+        raise DatasetError(f"the {spec.title} files are not usable: {problem}. "
                            f"{_idx_hint(spec, folder)}")
-    return ImageDataset(key, torch.from_numpy(images).unsqueeze(1),
-                        torch.from_numpy(labels.astype(np.int64)), spec.classes, (spec.mean,),
-                        (spec.std,), flip=spec.flip, crop_padding=2)
+    labels = torch.from_numpy(labels.astype(np.int64))
+    _check_classes(labels, spec.classes, split, str(labels_path), _idx_hint(spec, folder))
+    return ImageDataset(key, torch.from_numpy(images).unsqueeze(1), labels, spec.classes,
+                        (spec.mean,), (spec.std,), flip=spec.flip, crop_padding=2)
 
 
 # --- image folders ----------------------------------------------------------------------------
@@ -585,15 +660,23 @@ def _class_files(folder: Path, extensions: set[str]) -> tuple[tuple[str, ...],
     hint = "A folder data set needs one sub-folder of images per class, at least two classes."
     if not folder.is_dir():
         raise DatasetError(f"image folder {folder} does not exist or is not a folder. {hint}")
-    class_dirs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                        key=lambda p: p.name)
+    try:
+        class_dirs = sorted((p for p in folder.iterdir()
+                             if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    except OSError as err:
+        raise DatasetError(f"image folder {folder} cannot be listed ({_one_line(err)}). "
+                           f"{hint}") from err
     if len(class_dirs) < 2:
         raise DatasetError(f"image folder {folder} has {len(class_dirs)} class sub-folder(s). "
                            f"{hint}")
     files = []
     for label, class_dir in enumerate(class_dirs):
-        images = sorted(p for p in class_dir.rglob("*") if p.is_file()
-                        and not p.name.startswith(".") and p.suffix.lower() in extensions)
+        try:
+            images = sorted(p for p in class_dir.rglob("*") if p.is_file()
+                            and not p.name.startswith(".") and p.suffix.lower() in extensions)
+        except OSError as err:
+            raise DatasetError(f"class folder {class_dir} cannot be listed "
+                               f"({_one_line(err)}). {hint}") from err
         if not images:
             raise DatasetError(f"class folder {class_dir} holds no image files "
                                f"({', '.join(sorted(extensions)[:6])}, ...). {hint}")
@@ -612,8 +695,8 @@ def _read_images(files: Sequence[tuple[Path, int]], image_module,
             with image_module.open(path) as im:
                 arr = np.asarray(im.convert("L" if im.mode in _GREY_MODES else "RGB"))
         except Exception as err:  # Pillow raises many types for unreadable files
-            raise DatasetError(f"image {path} of the folder data set cannot be read ({err}); "
-                               f"remove or replace it") from err
+            raise DatasetError(f"image {path} of the folder data set cannot be read "
+                               f"({_one_line(err)}); remove or replace it") from err
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         if expected is None:
             expected = (arr.shape, path)
@@ -658,6 +741,10 @@ def _load_folder(root: Path | None, split: str, download: bool) -> ImageDataset:
     mean, std = _channel_stats(images)
     if split == "test":
         images, labels, _ = _read_images(test_files, image_module, expected)
+    _check_classes(labels, classes, split, str(root),
+                   "Give every class images in the train split (without train/ and test/ "
+                   "sub-folders, a seeded 10% of the images, at least one, is held out for "
+                   "testing).")
     size = min(images.shape[2:])
     return ImageDataset("folder", images, labels, classes, mean, std, flip=True,
                         crop_padding=max(1, size // 8))
