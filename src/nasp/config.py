@@ -41,7 +41,8 @@ class _Config:
 
     def _check_common(self, choices: dict[str, tuple[str, ...]]) -> None:
         """Checks both configs need: network size, batch, epochs, device layout and precision,
-        and any further ``choices`` (option -> allowed values)."""
+        checkpoint interval and determinism, and any further ``choices`` (option -> allowed
+        values)."""
         for name in ("batch_size", "layers", "channels", "epochs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -53,6 +54,12 @@ class _Config:
         if self.channels % 2:
             raise ConfigError(f"--channels must be even (reduction cells concatenate two "
                               f"halves), got {self.channels}")
+        every = self.checkpoint_every
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ConfigError(f"--checkpoint-every must be a number of steps (0 = only at the end "
+                              f"of each epoch), got {every!r}")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"deterministic must be true or false, got {self.deterministic!r}")
         choices = {"memory_format": ("auto", "channels_last", "contiguous"),
                    "precision": ("auto", "fp32", "bf16"), **choices}
         for name, allowed in choices.items():
@@ -119,6 +126,9 @@ class SearchConfig(_Config):
     memory_format: str = "auto"
     precision: str = "auto"
     out: str | None = None
+    # checkpoints and reproducibility (see nasp.loops.common)
+    checkpoint_every: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         self.a_betas = tuple(float(b) for b in self.a_betas)
@@ -225,6 +235,9 @@ class TrainConfig(_Config):
     memory_format: str = "auto"
     precision: str = "auto"
     out: str | None = None
+    # checkpoints and reproducibility (see nasp.loops.common)
+    checkpoint_every: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         self.validate()
