@@ -87,7 +87,12 @@ class _Config:
 
 @dataclass
 class SearchConfig(_Config):
-    """Everything a search run depends on. Defaults are the ``cpu`` preset."""
+    """Everything a search run depends on. Defaults are the ``cpu`` preset.
+
+    ``checkpoint_every``: besides the end of each epoch, write the resume checkpoint after every
+    so many steps (0 = only at the end of each epoch). ``deterministic``: deterministic
+    algorithms only (:func:`nasp.loops.common.deterministic_mode`).
+    """
 
     # what to search
     strategy: str = "nasp"
@@ -205,6 +210,7 @@ class TrainConfig(_Config):
     head's loss (0 = no auxiliary head); ``label_smoothing`` applies to both losses.
     ``memory_format`` and ``precision`` (the training steps' autocast) are resolved by
     :mod:`nasp.device` as for the search; evaluation always runs in float32.
+    ``checkpoint_every`` and ``deterministic`` are as in :class:`SearchConfig`.
     """
 
     # data

@@ -303,14 +303,14 @@ def _memory_message(what: str, text: str, kept: str, sizes: Mapping[str, int],
     now = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in sizes.items())
     batch, channels = sizes.get("batch_size", 1), sizes.get("channels", 2)
     if batch > 1:
-        fix = (f"--batch-size {batch // 2} should fit (memory grows about linearly with the "
-               f"batch size; halve it again if not)")
+        fix = (f"try --batch-size {batch // 2} (memory grows about linearly with the batch "
+               f"size; halve it again if that does not fit)")
     else:
-        fix = (f"--channels {max(2, channels // 2 // 2 * 2)} or fewer --layers should fit "
-               f"(the batch is already 1)")
+        fix = (f"try --channels {max(2, channels // 2 // 2 * 2)} or fewer --layers (the batch "
+               f"is already 1)")
     return (f"{what} ran out of memory on {device}{used} with {now}; {fix}. A run cannot "
             f"continue with another size, so start it again with the smaller size (and "
-            f"--overwrite, or another --out). {kept()}")
+            f"--overwrite, or another --out). {kept}")
 
 
 @torch.no_grad()
