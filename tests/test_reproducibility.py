@@ -13,8 +13,17 @@ import torch
 
 import nasp
 from nasp.cli import main
+from nasp.genotype import BUILTIN_GENOTYPES
 from nasp.loops import common
-from nasp.loops.common import deterministic_mode, restore_rng_state, rng_state, source_commit
+from nasp.loops.common import (
+    deterministic_mode,
+    restore_rng_state,
+    rng_state,
+    source_commit,
+    use_deterministic_modules,
+)
+from nasp.mixed import CellPlan
+from nasp.spaces import ChildNetwork
 from nasp.strategies import NASP
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,3 +123,18 @@ def test_deterministic_mode_sets_and_restores_the_settings(monkeypatch):
     with deterministic_mode(False, torch.device("cuda")):
         assert torch.are_deterministic_algorithms_enabled() == before[0]
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_deterministic_modules_replace_adaptive_pooling_with_the_same_mean(tiny):
+    space, net, train, _ = tiny
+    plans = {t: CellPlan("discrete", selection=s) for t, s in
+             space.selection_of(space.derive({t: torch.zeros(shape) for t, shape in
+                                              space.arch_shapes().items()})).items()}
+    before = net(train[0], plans)
+    state = net.state_dict()
+    assert use_deterministic_modules(net) == 1
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in net.modules())
+    assert net.state_dict().keys() == state.keys()
+    torch.testing.assert_close(net(train[0], plans), before)
+    child = ChildNetwork(BUILTIN_GENOTYPES["DARTS_V2"], 3, 5, 3, 4, auxiliary=True)
+    assert use_deterministic_modules(child) == 1

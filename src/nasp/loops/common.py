@@ -36,10 +36,10 @@ from nasp.config import ConfigError
 from nasp.data import Batches
 
 __all__ = [
-    "RESUME_MAY_CHANGE", "EpochSums", "NonFiniteError", "NotEnoughMemoryError",
+    "RESUME_MAY_CHANGE", "EpochSums", "GlobalAvgPool", "NonFiniteError", "NotEnoughMemoryError",
     "RunFailedError", "all_finite", "deterministic_mode", "environment", "evaluate_classifier",
     "resumed_config", "restore_rng_state", "rng_state", "run_failures", "seed_everything",
-    "source_commit",
+    "source_commit", "use_deterministic_modules",
 ]
 
 #: Options a resumed run may change; every other one must match the saved configuration.
@@ -113,7 +113,8 @@ def deterministic_mode(enabled: bool, device: torch.device) -> Iterator[None]:
     deterministic with benchmarking off, and on CUDA ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (which
     deterministic cuBLAS needs; set only if unset, and it must be set before cuBLAS first runs in
     the process, so set it in the environment when using the library on a GPU). The previous
-    settings come back on exit; the environment variable stays."""
+    settings come back on exit; the environment variable stays. On CUDA the loops also call
+    :func:`use_deterministic_modules` on their network."""
     if not enabled:
         yield
         return
@@ -130,6 +131,29 @@ def deterministic_mode(enabled: bool, device: torch.device) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
         cudnn.deterministic, cudnn.benchmark = saved[2], saved[3]
+
+
+class GlobalAvgPool(nn.Module):
+    """``nn.AdaptiveAvgPool2d(1)`` computed as a mean over H and W: same result, and a backward
+    that is deterministic on CUDA (PyTorch has no deterministic CUDA backward of adaptive average
+    pooling, so ``use_deterministic_algorithms`` would refuse it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+def use_deterministic_modules(net: nn.Module) -> int:
+    """Replace every ``nn.AdaptiveAvgPool2d(1)`` in ``net`` by :class:`GlobalAvgPool` (no
+    parameters change, so checkpoints are unaffected). Returns how many were replaced. The loops
+    do this for ``deterministic`` runs on CUDA."""
+    replaced = 0
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if (isinstance(child, nn.AdaptiveAvgPool2d)
+                    and child.output_size in (1, (1, 1), [1, 1])):
+                setattr(module, name, GlobalAvgPool())
+                replaced += 1
+    return replaced
 
 
 def source_commit() -> dict[str, Any]:

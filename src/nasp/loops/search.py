@@ -48,6 +48,7 @@ from nasp.loops.common import (
     rng_state,
     run_failures,
     seed_everything,
+    use_deterministic_modules,
 )
 from nasp.model import CheckpointError
 from nasp.runs import RunDir, default_run_dir
@@ -161,6 +162,8 @@ class _SearchSession:
         self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,
                                              config.channels).to(device,
                                                                  memory_format=memory_format)
+        if config.deterministic and device.type == "cuda":
+            use_deterministic_modules(self.net)
         self.strategy = build_strategy(config.strategy, self.space, self.net, config)
         self.generator = torch.Generator().manual_seed(config.seed)
         channels_last = memory_format == torch.channels_last

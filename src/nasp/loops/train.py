@@ -54,6 +54,7 @@ from nasp.loops.common import (
     rng_state,
     run_failures,
     seed_everything,
+    use_deterministic_modules,
 )
 from nasp.model import (
     BEST,
@@ -222,6 +223,8 @@ class _Session:
         self.precision = resolve_precision(config.precision, device)
         self.net = build_network(genotype, config, self.shape).to(device,
                                                                   memory_format=memory_format)
+        if config.deterministic and device.type == "cuda":
+            use_deterministic_modules(self.net)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr,
                                          momentum=config.momentum,
                                          weight_decay=config.weight_decay)
