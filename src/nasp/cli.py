@@ -1,7 +1,8 @@
 """The ``nasp`` command: parse arguments into a config, call the library, print.
 
-Errors a user can fix (a missing data set, a bad option, a used output directory) are printed as
-one paragraph on stderr with exit code 2, never as a traceback.
+Errors a user can fix (a missing data set, a bad option, a used output directory, a run that
+diverged or ran out of memory, a full disk) are printed as one paragraph on stderr with exit code
+2, never as a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nasp.data import DATASETS, DatasetError
 from nasp.export import FORMATS, ExportError
 from nasp.extras import MissingExtraError
 from nasp.genotype import GenotypeError
+from nasp.loops.common import RunFailedError
 from nasp.model import CheckpointError
 from nasp.ops import PRIMITIVE_SETS
 from nasp.runs import RunDirError
@@ -26,7 +28,7 @@ from nasp.spaces import SPACES
 from nasp.strategies import STRATEGIES
 
 USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError, CheckpointError,
-               ExportError, MissingExtraError, BenchmarkError)
+               ExportError, MissingExtraError, BenchmarkError, RunFailedError)
 
 
 def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -39,13 +41,24 @@ def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> N
                    help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
 
 
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """--checkpoint-every and --deterministic (None when not given: the config's value)."""
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also write the resume checkpoint every N steps (default 0: only at the "
+                        "end of each epoch)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic algorithms only (torch.use_deterministic_algorithms; on "
+                        "CUDA also cuDNN and cuBLAS settings): the same config gives the same "
+                        "result, on the same hardware and software")
+
+
 def _search_parser(sub) -> None:
     p = sub.add_parser(
         "search", help="search a cell architecture",
         description="Search a cell architecture with NASP (or a DARTS baseline). With no options "
                     "it searches on the built-in 8x8 digits in a minute or two on a CPU. Options "
                     "left out take the preset's value.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+    p.add_argument("--preset", choices=sorted(PRESETS),
                    help="starting configuration: tiny (seconds), cpu (default), paper (CIFAR-10, "
                         "8 cells, C 16, 50 epochs)")
     p.add_argument("--config", metavar="FILE",
@@ -83,36 +96,53 @@ def _search_parser(sub) -> None:
                    help="random search: architectures sampled (default one per epoch)")
     p.add_argument("--seed", type=int)
     _device_options(p)
+    _run_options(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
+    p.add_argument("--resume", nargs="?", const="", metavar="RUN_DIR",
+                   help="continue the search in RUN_DIR (or --out) from its checkpoint.pt, "
+                        "exactly, with the configuration saved there")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="draw no pictures at the end")
     p.set_defaults(func=_cmd_search)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from nasp.loops.search import search
+    from nasp.loops.search import resume_search, search
 
     overrides = {
         name: getattr(args, name)
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
                      "arch_mode", "init_noise", "random_samples", "seed", "device",
-                     "memory_format", "precision", "out", "benchmark", "benchmark_column")
+                     "memory_format", "precision", "checkpoint_every", "deterministic", "out",
+                     "benchmark", "benchmark_column")
     }
+    options = dict(progress=not args.no_progress, plots=not args.no_plots)
+    if args.resume is not None:
+        run_dir = args.resume or args.out
+        if not run_dir or (args.out and args.resume and args.out != args.resume):
+            raise ConfigError("--resume needs the run directory to continue: --resume RUN_DIR "
+                              "(or --resume with --out RUN_DIR, not two different directories)")
+        if args.preset or args.config or args.overwrite:
+            raise ConfigError("--resume continues a run with the configuration saved in it: "
+                              "give neither --preset, --config nor --overwrite")
+        del overrides["out"]
+        resume_search(run_dir, **options, **overrides)
+        return 0
     if args.config:
         config = load_config(args.config).replace(**overrides)
     else:
-        config = preset(args.preset, **overrides)
-    search(config, overwrite=args.overwrite, progress=not args.no_progress,
-           plots=not args.no_plots)
+        config = preset(args.preset or "cpu", **overrides)
+    search(config, overwrite=args.overwrite, **options)
     return 0
 
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "subset", "network", "epochs", "layers", "channels",
                   "batch_size", "lr", "cutout", "drop_path", "auxiliary_weight",
-                  "label_smoothing", "seed", "device", "memory_format", "precision", "out")
+                  "label_smoothing", "seed", "device", "memory_format", "precision",
+                  "checkpoint_every", "deterministic", "out")
 
 
 def _train_parser(sub) -> None:
@@ -148,6 +178,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--label-smoothing", type=float, metavar="EPS")
     p.add_argument("--seed", type=int)
     _device_options(p)
+    _run_options(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/train-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")

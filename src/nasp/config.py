@@ -96,8 +96,8 @@ class _Config:
 
     def _check_common(self, choices: dict[str, tuple[str, ...]]) -> None:
         """Checks both configs need: network size, batch, epochs, seed, cutout, the data set,
-        paths and device names, device layout and precision, and any further ``choices``
-        (option -> allowed values)."""
+        paths and device names, device layout and precision, checkpoint interval and
+        determinism, and any further ``choices`` (option -> allowed values)."""
         for name in ("batch_size", "layers", "channels", "epochs"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -121,6 +121,12 @@ class _Config:
         if self.channels % 2:
             raise ConfigError(f"--channels must be even (reduction cells concatenate two "
                               f"halves), got {self.channels}")
+        every = self.checkpoint_every
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ConfigError(f"--checkpoint-every must be a number of steps (0 = only at the end "
+                              f"of each epoch), got {every!r}")
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"deterministic must be true or false, got {self.deterministic!r}")
         choices = {"memory_format": ("auto", "channels_last", "contiguous"),
                    "precision": ("auto", "fp32", "bf16"), "dataset": _known_names()["dataset"],
                    **choices}
@@ -153,7 +159,12 @@ class _Config:
 
 @dataclass
 class SearchConfig(_Config):
-    """Everything a search run depends on. Defaults are the ``cpu`` preset."""
+    """Everything a search run depends on. Defaults are the ``cpu`` preset.
+
+    ``checkpoint_every``: besides the end of each epoch, write the resume checkpoint after every
+    so many steps (0 = only at the end of each epoch). ``deterministic``: deterministic
+    algorithms only (:func:`nasp.loops.common.deterministic_mode`).
+    """
 
     # what to search
     strategy: str = "nasp"
@@ -198,6 +209,9 @@ class SearchConfig(_Config):
     memory_format: str = "auto"
     precision: str = "auto"
     out: str | None = None
+    # checkpoints and reproducibility (see nasp.loops.common)
+    checkpoint_every: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         if self.space == "nb201" and self.primitives == "darts-7":
@@ -328,6 +342,7 @@ class TrainConfig(_Config):
     head's loss (0 = no auxiliary head); ``label_smoothing`` applies to both losses.
     ``memory_format`` and ``precision`` (the training steps' autocast) are resolved by
     :mod:`nasp.device` as for the search; evaluation always runs in float32.
+    ``checkpoint_every`` and ``deterministic`` are as in :class:`SearchConfig`.
     """
 
     # data
@@ -358,6 +373,9 @@ class TrainConfig(_Config):
     memory_format: str = "auto"
     precision: str = "auto"
     out: str | None = None
+    # checkpoints and reproducibility (see nasp.loops.common)
+    checkpoint_every: int = 0
+    deterministic: bool = False
 
     def __post_init__(self):
         self.validate()

@@ -5,18 +5,22 @@ Each batch is gathered there, converted to float, normalised with the data set's
 if asked, augmented as in the DARTS code: random crop with black padding, horizontal flip,
 cutout. All randomness comes from one CPU ``torch.Generator`` as small index tensors that are then
 moved to the device, so one seed gives the same batches on every device.
+
+:meth:`Batches.forever` gives a :class:`BatchStream`, an endless iterator whose position can be
+saved and restored, so that a run stopped in the middle of an epoch continues with exactly the
+batches it would have had.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 from nasp.data.datasets import ImageDataset
 
-__all__ = ["Batches", "augment_batch"]
+__all__ = ["BatchStream", "Batches", "augment_batch"]
 
 
 def augment_batch(x: torch.Tensor, *, padding: int, flip: bool, cutout: int,
@@ -124,18 +128,23 @@ class Batches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._new_order()
+        for i in range(len(self)):
+            yield self._batch_at(order, i)
+
+    def forever(self) -> BatchStream:
+        """One persistent iterator going through epoch after epoch, reshuffling each time; its
+        position can be saved and restored (:class:`BatchStream`)."""
+        return BatchStream(self)
+
+    def _new_order(self) -> torch.Tensor:
+        """The order of one epoch on the device: a fresh permutation with ``shuffle``."""
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
-        for i in range(len(self)):
-            yield self._batch(order[i * self.batch_size:(i + 1) * self.batch_size])
+        return order.to(self.device)
 
-    def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One persistent iterator going through epoch after epoch, reshuffling each time."""
-        if len(self) == 0:
-            raise ValueError(f"no batches: drop_last with batch_size {self.batch_size} larger "
-                             f"than the {len(self.dataset)} images of {self.dataset.name}")
-        return itertools.chain.from_iterable(itertools.repeat(self))
+    def _batch_at(self, order: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._batch(order[i * self.batch_size:(i + 1) * self.batch_size])
 
     def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._images.index_select(0, rows).float().div_(255).sub_(self._mean).div_(self._std)
@@ -146,3 +155,63 @@ class Batches:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self._labels.index_select(0, rows)
+
+
+class BatchStream:
+    """An endless iterator over the batches of a :class:`Batches`, epoch after epoch, that can be
+    saved and restored in the middle of an epoch.
+
+    Each epoch starts when its first batch is asked for, with a fresh order (a permutation drawn
+    from ``batches.generator`` with ``shuffle``); then each batch draws its augmentation numbers
+    from the same generator. These are the draws, in the same order, of iterating the
+    :class:`Batches` epoch after epoch, so a stream gives exactly the batches of ``for epoch: for
+    batch in batches``.
+
+    :meth:`state_dict` holds the current epoch's order (on the CPU) and how many of its batches
+    were given out. The generator's state is *not* part of it, since several streams may share
+    one generator: save ``batches.generator.get_state()`` at the same moment. Restoring both
+    (:meth:`load_state_dict` and ``generator.set_state``) continues the stream exactly.
+    """
+
+    def __init__(self, batches: Batches):
+        if len(batches) == 0:
+            raise ValueError(f"no batches: drop_last with batch_size {batches.batch_size} larger "
+                             f"than the {len(batches.dataset)} images of {batches.dataset.name}")
+        self.batches = batches
+        self._order: torch.Tensor | None = None
+        self._position = 0
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._order is None or self._position >= len(self.batches):
+            self._order = self.batches._new_order()
+            self._position = 0
+        self._position += 1
+        return self.batches._batch_at(self._order, self._position - 1)
+
+    @property
+    def position(self) -> int:
+        """Batches of the current epoch given out so far (0 before the first epoch)."""
+        return self._position
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"order": CPU int64 tensor or None, "position": int}``: one device-to-host copy."""
+        order = None if self._order is None else self._order.cpu()
+        return {"order": order, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`; ValueError if it does not fit these batches."""
+        order, position = state["order"], state["position"]
+        n = len(self.batches.dataset)
+        if order is not None and (not isinstance(order, torch.Tensor) or order.shape != (n,)
+                                  or order.dtype != torch.int64):
+            raise ValueError(f"the saved batch order is not an order of the {n} images of "
+                             f"{self.batches.dataset.name}")
+        if (not isinstance(position, int) or not 0 <= position <= len(self.batches)
+                or (order is None and position != 0)):
+            raise ValueError(f"the saved batch position {position!r} is not one of the "
+                             f"{len(self.batches)} batches of an epoch")
+        self._order = None if order is None else order.to(self.batches.device)
+        self._position = position

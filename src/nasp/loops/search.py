@@ -2,33 +2,67 @@
 
 Data: the training split of the data set is cut in two halves as in DARTS: the first trains the
 network weights, the second the architecture (and evaluates the current child after each epoch).
-Both halves stay on the compute device; augmentation runs there per batch. The architecture half
-is read through one persistent, cycling iterator.
+Both halves stay on the compute device; augmentation runs there per batch. Each half is read
+through one persistent, resumable :class:`~nasp.data.batches.BatchStream`; both draw from one CPU
+generator seeded with ``config.seed``.
+
+Checkpoints. ``checkpoint.pt`` is written atomically at the end of every epoch and, with
+``checkpoint_every = N > 0``, after every N-th step (counted over the whole run). It holds the
+strategy (network weights, architecture parameters, both optimisers, the lr schedule), every
+random state (:func:`~nasp.loops.common.rng_state`), the position in the epoch (both batch
+streams and the epoch's partial sums) and the metrics so far. :func:`resume_search` continues
+from it exactly: the resumed run ends with the same architecture parameters, bit for bit on the
+same hardware and software, as the uninterrupted run (on the CPU always; on CUDA with
+``deterministic``). A checkpoint is never written while a loss, weight or architecture parameter
+is NaN or infinite: the run stops with :class:`~nasp.loops.common.NonFiniteError` instead.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import pickle
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from nasp.benchmark import benchmark_note, benchmark_record, open_benchmark
 from nasp.config import SearchConfig
-from nasp.data import Batches, load_dataset, search_split
+from nasp.data import Batches, DatasetError, ImageDataset, load_dataset, search_split
 from nasp.device import resolve_device, resolve_memory_format
 from nasp.diagnostics import Diagnostics, format_diagnostics
 from nasp.genotype import Genotype
-from nasp.loops.common import evaluate_classifier, seed_everything
+from nasp.loops.common import (
+    EpochSums,
+    NonFiniteError,
+    all_finite,
+    deterministic_mode,
+    environment,
+    evaluate_classifier,
+    restore_rng_state,
+    resumed_config,
+    rng_state,
+    run_failures,
+    seed_everything,
+    use_deterministic_modules,
+)
+from nasp.model import CheckpointError
 from nasp.runs import RunDir, default_run_dir
 from nasp.spaces import build_space
 from nasp.strategies import Strategy, build_strategy
 from nasp.viz import write_pictures
 
-__all__ = ["SearchResult", "search"]
+__all__ = ["CHECKPOINT", "SearchResult", "read_search_checkpoint", "resume_search", "search"]
+
+CHECKPOINT = "checkpoint.pt"
+#: Version of the checkpoint layout; 2 = exact resume (random states and position in the epoch).
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -43,97 +77,284 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
            plots: bool = True, log: Callable[[str], None] = print) -> SearchResult:
     """Run a whole search as ``config`` says; write the run directory; return the genotype."""
     device = resolve_device(config.device)
-    seed_everything(config.seed)
     data = load_dataset(config.dataset, config.data_dir, "train")
-    train_half, val_half = search_split(data, config.subset)
     out = Path(config.out) if config.out else default_run_dir("search", config.dataset,
                                                                config.strategy)
     config = config.replace(out=str(out))
-    bench = open_benchmark(config)  # NAS-Bench-201 look-up, or None
-    space = build_space(config.space, config.primitives)
-    memory_format = resolve_memory_format(config.memory_format, device)
-    net = space.build_supernet(data.in_channels, data.num_classes, config.layers,
-                               config.channels).to(device, memory_format=memory_format)
-    strategy = build_strategy(config.strategy, space, net, config)
-    run = RunDir(out, overwrite=overwrite)
-    run.write_text("config.yaml", config.to_yaml())
+    with deterministic_mode(config.deterministic, device):
+        session = _SearchSession(config, data, device)
+        run = RunDir(out, overwrite=overwrite)
+        run.write_text("config.yaml", config.to_yaml())
+        run.append_json_list("environment.json",
+                             environment(device, config.deterministic, "start"))
+        return session.run(run, progress=progress, plots=plots, log=log)
 
-    generator = torch.Generator().manual_seed(config.seed)
-    channels_last = memory_format == torch.channels_last
-    train_batches = Batches(train_half, config.batch_size, device=device, augment=True,
-                            cutout=config.cutout, generator=generator,
-                            channels_last=channels_last)
-    val_stream = Batches(val_half, config.batch_size, device=device, augment=True,
-                         cutout=config.cutout, generator=generator,
-                         channels_last=channels_last).forever()
-    eval_batches = Batches(val_half, 2 * config.batch_size, device=device, shuffle=False,
-                           channels_last=channels_last)
-    log(f"searching {config.strategy} on {config.dataset} ({len(train_half)} + {len(val_half)} "
-        f"images, {tuple(data.images.shape[1:])}) with {config.layers} cells, C {config.channels},"
-        f" primitives {config.primitives}, on {device}; run directory {out}")
 
-    history = []
-    # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
-    diagnostics = Diagnostics(space, net, next(iter(eval_batches))[0][: config.batch_size],
-                              strategy.arch)
-    for epoch in range(config.epochs):
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        strategy.begin_epoch(epoch)
+def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = True,
+                  log: Callable[[str], None] = print, **changes: Any) -> SearchResult:
+    """Continue the search in ``run_dir`` from its ``checkpoint.pt``, exactly as if it had never
+    stopped.
+
+    The saved configuration is used. ``changes`` may set the options of
+    :data:`~nasp.loops.common.RESUME_MAY_CHANGE` (device, data_dir, checkpoint_every, ...); any
+    other option given (not None) must equal its saved value, else
+    :class:`~nasp.config.ConfigError` says what differs. A finished run only gets its final
+    files (``arch.pt``, ``genotype.json``, pictures) written again.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = read_search_checkpoint(run_dir)
+    saved = SearchConfig.from_dict(checkpoint["config"],
+                                   f"the configuration in {run_dir / CHECKPOINT}")
+    config = resumed_config(saved, changes, run_dir)
+    device = resolve_device(config.device)
+    data = load_dataset(config.dataset, config.data_dir, "train")
+    with deterministic_mode(config.deterministic, device):
+        session = _SearchSession(config, data, device)
+        session.restore(checkpoint)
+        run = RunDir(run_dir, resume=True)
+        run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
+        run.append_json_list("environment.json",
+                             environment(device, config.deterministic, "resume"))
+        log(f"resuming {run_dir} at epoch {session.epoch + 1}, step {session.step} of "
+            f"{len(session.train_batches)}")
+        return session.run(run, progress=progress, plots=plots, log=log)
+
+
+def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """The contents of ``run_dir/checkpoint.pt``; :class:`~nasp.model.CheckpointError` saying
+    what to do when it is missing, unreadable, or not an exactly resumable search checkpoint."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"--resume: {run_dir} holds no {CHECKPOINT} to continue from (the "
+                              f"run stopped before its first checkpoint, or it is not a search "
+                              f"run directory); start the search again, with --overwrite to "
+                              f"replace what is there")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({first}); start the search "
+                              f"again with --overwrite") from None
+    if not isinstance(data, dict) or "strategy" not in data:
+        raise CheckpointError(f"{path} is not a search checkpoint; pass the directory of a "
+                              f"nasp search run to --resume")
+    if data.get("format", 1) < CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} was written by an older nasp without the random states "
+                              f"needed to continue exactly; start the search again with "
+                              f"--overwrite")
+    return data
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record) + "\n"
+
+
+class _SearchSession:
+    """The state of one search: supernet, strategy, batch streams, position, metrics."""
+
+    def __init__(self, config: SearchConfig, data: ImageDataset, device: torch.device):
+        seed_everything(config.seed)
+        self.config = config
+        self.device = device
+        self.data = data
+        self.bench = open_benchmark(config)  # NAS-Bench-201 look-up, or None
+        train_half, val_half = search_split(data, config.subset)
+        self.space = build_space(config.space, config.primitives)
+        memory_format = resolve_memory_format(config.memory_format, device)
+        self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,
+                                             config.channels).to(device,
+                                                                 memory_format=memory_format)
+        if config.deterministic and device.type == "cuda":
+            use_deterministic_modules(self.net)
+        self.strategy = build_strategy(config.strategy, self.space, self.net, config)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        channels_last = memory_format == torch.channels_last
+        self.train_batches = Batches(train_half, config.batch_size, device=device, augment=True,
+                                     cutout=config.cutout, generator=self.generator,
+                                     channels_last=channels_last)
+        self.train_stream = self.train_batches.forever()
+        self.val_stream = Batches(val_half, config.batch_size, device=device, augment=True,
+                                  cutout=config.cutout, generator=self.generator,
+                                  channels_last=channels_last).forever()
+        self.eval_batches = Batches(val_half, 2 * config.batch_size, device=device,
+                                    shuffle=False, channels_last=channels_last)
+        # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
+        self.diagnostics = Diagnostics(self.space, self.net,
+                                       next(iter(self.eval_batches))[0][: config.batch_size],
+                                       self.strategy.arch)
+        self.epoch = 0          # epochs completed
+        self.step = 0           # steps of the current epoch completed
+        self.sums = EpochSums()
+        self.seconds = 0.0      # time spent in the current epoch before this session
+        self.cpu_seconds = 0.0  # process CPU time of the same
+        self.history: list[dict[str, Any]] = []
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the last checkpoint
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self, seconds: float, cpu_seconds: float) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
+            "config": self.config.to_dict(), "strategy": self.strategy.state_dict(),
+            "rng": rng_state(self.device, self.generator),
+            "data": {"images": len(self.data), "shape": list(self.data.images.shape[1:]),
+                     "train": self.train_stream.state_dict(),
+                     "val": self.val_stream.state_dict()},
+            "partial": {**self.sums.state_dict(), "seconds": seconds,
+                        "cpu_seconds": cpu_seconds},
+            "diagnostics": self.diagnostics.previous,
+            "history": self.history,
+        }
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a checkpoint of :meth:`state_dict`."""
+        path = Path(self.config.out) / CHECKPOINT
+        saved = checkpoint.get("data", {})
+        if (saved.get("images"), saved.get("shape")) != (len(self.data),
+                                                         list(self.data.images.shape[1:])):
+            raise DatasetError(f"the data at hand ({len(self.data)} images of "
+                               f"{tuple(self.data.images.shape[1:])}) is not the data {path} was "
+                               f"searched on ({saved.get('images')} images of "
+                               f"{tuple(saved.get('shape') or ())}); point --data-dir at the same "
+                               f"data set")
+        try:
+            self.strategy.load_state_dict(checkpoint["strategy"])
+            self.train_stream.load_state_dict(saved["train"])
+            self.val_stream.load_state_dict(saved["val"])
+            restore_rng_state(checkpoint["rng"], self.device, self.generator)
+            self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
+            self.sums = EpochSums.restored(checkpoint["partial"], self.device)
+            self.seconds = checkpoint["partial"]["seconds"]
+            self.cpu_seconds = checkpoint["partial"]["cpu_seconds"]
+            self.diagnostics.previous = {t: tuple(s)
+                                         for t, s in checkpoint["diagnostics"].items()}
+            self.history = list(checkpoint["history"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{path} is incomplete or damaged ({err}); start the search "
+                                  f"again with --overwrite") from None
+        self.saved_at = (self.epoch, self.step)
+
+    def _kept(self) -> str:
+        path = Path(self.config.out) / CHECKPOINT
+        if self.saved_at is None:
+            return (f"No checkpoint had been written yet, so {self.config.out} holds no state to "
+                    f"resume from.")
+        epoch, step = self.saved_at
+        where = (f"the end of epoch {epoch}" if step == 0
+                 else f"epoch {epoch + 1}, step {step}")
+        return f"{path} still holds the last good state, from {where}."
+
+    def _check_finite(self) -> None:
+        """Raise :class:`NonFiniteError` unless the losses so far, the weights, the buffers and
+        the architecture parameters are all finite (host syncs: call only where the loop syncs
+        anyway)."""
+        bad = self.sums.first_bad_step()
+        if bad is None and all_finite([*self.net.parameters(), *self.net.buffers(),
+                                       *self.strategy.arch.values()]):
+            return
+        steps = len(self.train_batches)
+        if bad is not None:
+            what = f"a loss became NaN or infinite at epoch {self.epoch + 1}, step {bad + 1}"
+        else:
+            what = (f"the weights or architecture parameters became NaN or infinite by epoch "
+                    f"{self.epoch + 1}, step {self.step}")
+        raise NonFiniteError(
+            f"the search diverged: {what} (of {steps} steps per epoch), and stopped there. "
+            f"{self._kept()} Lower the learning rates (w_lr, a_lr in a --config file), use "
+            f"--precision fp32, or try another --seed.")
+
+    def _checkpoint(self, run: RunDir, seconds: float, cpu_seconds: float,
+                    checked: bool = False) -> None:
+        if not checked:
+            self._check_finite()
+        run.save_torch(CHECKPOINT, self.state_dict(seconds, cpu_seconds))
+        self.saved_at = (self.epoch, self.step)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, run: RunDir, *, progress: bool, plots: bool,
+            log: Callable[[str], None]) -> SearchResult:
+        config, data = self.config, self.data
+        log(f"searching {config.strategy} on {config.dataset} "
+            f"({len(self.train_batches.dataset)} + {len(self.eval_batches.dataset)} images, "
+            f"{tuple(data.images.shape[1:])}) with {config.layers} cells, C {config.channels}, "
+            f"primitives {config.primitives}, on {self.device}; run directory {run.path}")
+        sizes = {"batch_size": config.batch_size, "channels": config.channels,
+                 "layers": config.layers}
+        with run_failures("the search", self._kept, sizes, self.device):
+            while self.epoch < config.epochs:
+                record = self._epoch(run, progress)
+                log(_epoch_line(record, config.epochs, self.strategy.epoch_summary(),
+                                self.strategy.genotype(), benchmark_note(self.bench, record)))
+        genotype = self.strategy.genotype()
+        run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in self.strategy.arch.items()})
+        run.write_text("genotype.json", genotype.to_json() + "\n")
+        if plots:
+            write_pictures(run.path, log)
+        log(f"genotype: {genotype}"
+            f"{benchmark_note(self.bench, benchmark_record(self.bench, genotype))}")
+        log(f"run directory: {run.path} (config.yaml, environment.json, metrics.jsonl, "
+            f"{CHECKPOINT}, arch.pt, genotype.json)")
+        return SearchResult(genotype, run.path, list(self.history), self.strategy)
+
+    def _epoch(self, run: RunDir, progress: bool) -> dict[str, Any]:
+        """Run the rest of the current epoch (from ``self.step``), evaluate the child, write the
+        metrics and the checkpoint; return the epoch's record."""
+        config, strategy = self.config, self.strategy
+        started = time.perf_counter() - self.seconds
+        cpu_started = time.process_time() - self.cpu_seconds
+        if self.step == 0:
+            strategy.begin_epoch(self.epoch)
         lr = strategy.lr
-        sums = None
-        seen = 0
         # a strategy that does not train (random search by table look-up) runs no steps
-        bar = tqdm(train_batches if strategy.trains else [],
-                   desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                   disable=not progress, unit="step", dynamic_ncols=True)
-        for step, train in enumerate(bar):
-            m = strategy.step(train, next(val_stream))
-            values = torch.stack([m["train_loss"] * len(train[1]),
-                                  m["train_correct"].to(m["train_loss"].dtype), m["arch_loss"]])
-            sums = values if sums is None else sums + values
-            seen += len(train[1])
-            if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
+        steps = len(self.train_batches) if strategy.trains else 0
+        every = config.checkpoint_every
+        bar = tqdm(total=steps, initial=self.step, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+                   leave=False, disable=not progress, unit="step", dynamic_ncols=True)
+        while self.step < steps:
+            train = next(self.train_stream)
+            m = strategy.step(train, next(self.val_stream))
+            self.sums.add(torch.stack([m["train_loss"] * len(train[1]),
+                                       m["train_correct"].to(m["train_loss"].dtype),
+                                       m["arch_loss"]]), len(train[1]))
+            self.step += 1
+            bar.update(1)
+            if progress and self.step % 10 == 1:
+                sums = self.sums.sums.tolist()
+                if not all(math.isfinite(v) for v in sums):
+                    self._check_finite()
+                bar.set_postfix(loss=f"{sums[0] / self.sums.seen:.3f}")
+            if every and (self.epoch * steps + self.step) % every == 0 and self.step < steps:
+                self._checkpoint(run, time.perf_counter() - started,
+                                 time.process_time() - cpu_started)
         bar.close()
-        steps = len(train_batches)
+        self._check_finite()
         train_loss = train_acc = arch_loss = child_loss = child_acc = None
-        if sums is not None:
-            train_loss, train_acc, arch_loss = (sums / torch.tensor(
-                [seen, seen, steps], device=sums.device)).tolist()
+        if steps:
+            train_loss, train_acc, arch_loss = self.sums.means([self.sums.seen, self.sums.seen,
+                                                                 steps])
         strategy.end_epoch()
         if strategy.trains:
             plans = strategy.child_plans()
-            child = evaluate_classifier(net, eval_batches, forward=lambda x, p=plans: net(x, p))
+            child = evaluate_classifier(self.net, self.eval_batches,
+                                        forward=lambda x, p=plans: self.net(x, p))
             child_loss, child_acc = child["loss"], child["top1"]
             strategy.child_evaluated(child)
         genotype = strategy.genotype()
-        measured = diagnostics.measure(strategy.arch, genotype)
         record = {
-            "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+            "epoch": self.epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
             "arch_loss": arch_loss, "child_val_loss": child_loss, "child_val_acc": child_acc,
             "seconds": time.perf_counter() - started,
             "cpu_seconds": time.process_time() - cpu_started, "genotype": genotype.to_dict(),
             "arch": {t: a.detach().cpu().tolist() for t, a in strategy.arch.items()},
-            "diagnostics": measured, **strategy.epoch_metrics(),
+            "diagnostics": self.diagnostics.measure(strategy.arch, genotype),
+            **strategy.epoch_metrics(), **benchmark_record(self.bench, genotype),
         }
-        record.update(benchmark_record(bench, genotype))
-        history.append(record)
+        self.history.append(record)
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, EpochSums()
+        self.seconds = self.cpu_seconds = 0.0
+        self._checkpoint(run, 0.0, 0.0, checked=True)
         run.log_metrics(record)
-        run.save_torch("checkpoint.pt", {"epoch": epoch + 1, "config": config.to_dict(),
-                                         "strategy": strategy.state_dict()})
-        log(_epoch_line(record, config.epochs, strategy.epoch_summary(), genotype,
-                        benchmark_note(bench, record)))
-
-    genotype = strategy.genotype()
-    run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in strategy.arch.items()})
-    genotype.save(run.file("genotype.json"))
-    if plots:
-        write_pictures(out, log)
-    log(f"genotype: {genotype}{benchmark_note(bench, benchmark_record(bench, genotype))}")
-    log(f"run directory: {out} (config.yaml, metrics.jsonl, checkpoint.pt, arch.pt, "
-        f"genotype.json)")
-    return SearchResult(genotype, out, history, strategy)
+        return record
 
 
 def _epoch_line(record: dict, epochs: int, note: str, genotype: Genotype,

@@ -11,15 +11,21 @@ evaluated after every epoch. Per epoch ``e = 0 .. epochs - 1``:
   ``grad_clip``;
 - the lr schedule steps once (cosine from ``lr`` to ``lr_min``, or times ``lr_gamma``).
 
-Run directory: ``config.yaml``, ``genotype.json``, ``metrics.jsonl`` (one object per epoch),
-``last.pt`` (model, optimiser, schedule, random states and the metrics so far: a resumed run
-continues exactly as an uninterrupted one would) and ``best.pt`` (the model of the epoch with the
-best test accuracy), both written atomically every epoch, and pictures at the end.
+Run directory: ``config.yaml``, ``environment.json``, ``genotype.json``, ``metrics.jsonl`` (one
+object per epoch), ``last.pt`` (model, optimiser, schedule, every random state, the position in
+the epoch and the metrics so far: a resumed run continues exactly as an uninterrupted one would)
+written atomically at the end of every epoch and, with ``checkpoint_every = N > 0``, after every
+N-th step, ``best.pt`` (the model of the epoch with the best test accuracy), and pictures at the
+end. A mid-epoch ``last.pt`` has ``step > 0``: its ``epoch`` counts the completed epochs. As in
+the search, no checkpoint is written while a loss or weight is NaN or infinite
+(:class:`~nasp.loops.common.NonFiniteError`), and running out of memory is a
+:class:`~nasp.loops.common.NotEnoughMemoryError` that suggests a smaller batch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,12 +37,25 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from nasp.config import ConfigError, TrainConfig
+from nasp.config import TrainConfig
 from nasp.data import Batches, DatasetError, ImageDataset, load_dataset
 from nasp.device import autocast, resolve_device, resolve_memory_format, resolve_precision
 from nasp.evaluation import parameter_count
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
-from nasp.loops.common import evaluate_classifier, seed_everything
+from nasp.loops.common import (
+    EpochSums,
+    NonFiniteError,
+    all_finite,
+    deterministic_mode,
+    environment,
+    evaluate_classifier,
+    restore_rng_state,
+    resumed_config,
+    rng_state,
+    run_failures,
+    seed_everything,
+    use_deterministic_modules,
+)
 from nasp.model import (
     BEST,
     CHECKPOINT_KIND,
@@ -56,9 +75,6 @@ from nasp.viz import write_pictures
 __all__ = [
     "TrainResult", "evaluate_checkpoint", "objective", "resume", "train",
 ]
-
-#: Options a resumed run may change; every other one must match the saved configuration.
-RESUME_MAY_CHANGE = ("device", "data_dir", "memory_format", "precision")
 
 
 @dataclass
@@ -126,13 +142,14 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     train_set, test_set = _load_data(config)
     out = Path(config.out) if config.out else default_run_dir("train", config.dataset, label)
     config = config.replace(out=str(out))
-    session = _Session(genotype, config, train_set, test_set, device)
-    run = RunDir(out, overwrite=overwrite)
-    for stale in (LAST, BEST):
-        run.file(stale).unlink(missing_ok=True)
-    run.write_text("config.yaml", config.to_yaml())
-    genotype.save(run.file("genotype.json"))
-    return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+    with deterministic_mode(config.deterministic, device):
+        session = _Session(genotype, config, train_set, test_set, device)
+        run = RunDir(out, overwrite=overwrite)
+        run.write_text("config.yaml", config.to_yaml())
+        run.write_text("genotype.json", genotype.to_json() + "\n")
+        run.append_json_list("environment.json",
+                             environment(device, config.deterministic, "start"))
+        return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
 
 
 def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
@@ -140,9 +157,10 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
            log: Callable[[str], None] = print, **changes: Any) -> TrainResult:
     """Continue the run in ``run_dir`` from its ``last.pt``, exactly as if never interrupted.
 
-    The saved configuration and genotype are used. ``changes`` may move the run to another
-    ``device`` or ``data_dir``; any other option given (not None) must equal the saved value,
-    as must ``genotype`` if given, else :class:`ConfigError` says what differs.
+    The saved configuration and genotype are used. ``changes`` may set the options of
+    :data:`~nasp.loops.common.RESUME_MAY_CHANGE` (move the run to another ``device`` or
+    ``data_dir``, change ``checkpoint_every``, ...); any other option given (not None) must equal
+    the saved value, as must ``genotype`` if given, else :class:`ConfigError` says what differs.
     """
     run_dir = Path(run_dir)
     if not (run_dir / LAST).is_file():
@@ -151,21 +169,12 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
     path, checkpoint = read_checkpoint(run_dir / LAST)
     config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
     saved = genotype_from_dict(checkpoint["genotype"])
-    unknown = sorted(set(changes) - set(config.to_dict()))
-    if unknown:
-        raise ConfigError(f"resume() got unknown options {', '.join(unknown)}")
-    differ = [f"--{k.replace('_', '-')} {v} (saved: {getattr(config, k)})"
-              for k, v in changes.items()
-              if v is not None and k not in RESUME_MAY_CHANGE and v != getattr(config, k)]
+    differ = []
     if genotype is not None:
         genotype = genotype if isinstance(genotype, Genotype) else resolve_genotype(genotype)
         if genotype != saved:
             differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
-    if differ:
-        raise ConfigError(f"--resume continues {run_dir} with the configuration it was started "
-                          f"with, which differs in {'; '.join(differ)}; drop those options, or "
-                          f"start a new run with another --out")
-    config = config.replace(**{k: changes.get(k) for k in RESUME_MAY_CHANGE}, out=str(run_dir))
+    config = resumed_config(config, changes, run_dir, differ)
     device = resolve_device(config.device)
     train_set, test_set = _load_data(config)
     saved_shape = DataShape.from_record(checkpoint["data"])
@@ -173,12 +182,17 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
         raise DatasetError(f"the data at hand ({DataShape.of(train_set)}) does not match the data "
                            f"{run_dir} was trained on ({saved_shape}); point --data-dir at the "
                            f"same data set")
-    session = _Session(saved, config, train_set, test_set, device)
-    session.restore(checkpoint)
-    run = RunDir(run_dir, overwrite=True)
-    run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
-    log(f"resuming {run_dir} after epoch {session.epoch} of {config.epochs}")
-    return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+    with deterministic_mode(config.deterministic, device):
+        session = _Session(saved, config, train_set, test_set, device)
+        session.restore(checkpoint)
+        run = RunDir(run_dir, resume=True)
+        run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
+        run.append_json_list("environment.json",
+                             environment(device, config.deterministic, "resume"))
+        log(f"resuming {run_dir} at epoch {session.epoch + 1} of {config.epochs}, step "
+            f"{session.step} of {len(session.train_batches)}")
+        return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots,
+                           log=log)
 
 
 def _json_line(record: dict[str, Any]) -> str:
@@ -210,6 +224,8 @@ class _Session:
         self.precision = resolve_precision(config.precision, device)
         self.net = build_network(genotype, config, self.shape).to(device,
                                                                   memory_format=memory_format)
+        if config.deterministic and device.type == "cuda":
+            use_deterministic_modules(self.net)
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr,
                                          momentum=config.momentum,
                                          weight_decay=config.weight_decay)
@@ -224,16 +240,22 @@ class _Session:
         self.train_batches = Batches(train_set, config.batch_size, device=device, augment=True,
                                      cutout=config.cutout, generator=self.generator,
                                      channels_last=channels_last)
+        self.train_stream = self.train_batches.forever()
         self.test_batches = Batches(test_set, 2 * config.batch_size, device=device,
                                     shuffle=False, channels_last=channels_last)
-        self.epoch = 0
+        self.epoch = 0          # epochs completed
+        self.step = 0           # steps of the current epoch completed
+        self.sums = EpochSums()
+        self.seconds = 0.0      # time spent in the current epoch before this session
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "test_acc": -1.0}
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the last last.pt
 
     # -- checkpoints -------------------------------------------------------------------------
     def _model_state(self) -> dict[str, Any]:
         return {
-            "kind": CHECKPOINT_KIND, "epoch": self.epoch, "config": self.config.to_dict(),
+            "kind": CHECKPOINT_KIND, "epoch": self.epoch, "step": self.step,
+            "config": self.config.to_dict(),
             "genotype": self.genotype.to_dict(), "model": self.net.state_dict(),
             "data": {"dataset": self.train_set.name, "in_channels": self.shape.in_channels,
                      "image_size": list(self.shape.image_size),
@@ -242,30 +264,63 @@ class _Session:
                      "mean": list(self.train_set.mean), "std": list(self.train_set.std)},
         }
 
-    def _full_state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "batches": self.generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+    def _full_state(self, seconds: float) -> dict[str, Any]:
         return {**self._model_state(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rng,
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(self.device, self.generator),
+                "data_order": self.train_stream.state_dict(),
+                "partial": {**self.sums.state_dict(), "seconds": seconds},
                 "history": self.history, "best": self.best}
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a ``last.pt``: weights, optimiser, schedule, random streams, metrics."""
+        """Continue from a ``last.pt``: weights, optimiser, schedule, random streams, position
+        in the epoch, metrics. (A ``last.pt`` of an older nasp, written at an epoch's end
+        without the position, continues at the next epoch just as exactly.)"""
         try:
             self.net.load_state_dict(checkpoint["model"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scheduler.load_state_dict(checkpoint["scheduler"])
-            torch.set_rng_state(checkpoint["rng"]["torch"])
-            self.generator.set_state(checkpoint["rng"]["batches"])
-            if self.device.type == "cuda" and "cuda" in checkpoint["rng"]:
-                torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], self.device)
-            self.epoch = checkpoint["epoch"]
+            restore_rng_state(checkpoint["rng"], self.device, self.generator)
+            if "data_order" in checkpoint:
+                self.train_stream.load_state_dict(checkpoint["data_order"])
+            self.epoch, self.step = checkpoint["epoch"], checkpoint.get("step", 0)
+            self.sums = EpochSums.restored(checkpoint.get("partial"), self.device)
+            self.seconds = checkpoint.get("partial", {}).get("seconds", 0.0)
             self.history = list(checkpoint["history"])
             self.best = dict(checkpoint["best"])
         except (KeyError, TypeError, RuntimeError, ValueError) as err:
             raise CheckpointError(f"the {LAST} to resume from is incomplete or damaged ({err}); "
                                   f"start the run again with --overwrite") from None
+        self.saved_at = (self.epoch, self.step)
+
+    def _kept(self) -> str:
+        if self.saved_at is None:
+            return (f"No checkpoint had been written yet, so {self.config.out} holds no state "
+                    f"to resume from.")
+        epoch, step = self.saved_at
+        where = f"the end of epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, step {step}"
+        return (f"{Path(self.config.out) / LAST} still holds the last good state, from "
+                f"{where}.")
+
+    def _check_finite(self) -> None:
+        """Raise :class:`NonFiniteError` unless the losses so far and the network's weights and
+        buffers are finite (host syncs: only where the loop syncs anyway)."""
+        bad = self.sums.first_bad_step()
+        if bad is None and all_finite([*self.net.parameters(), *self.net.buffers()]):
+            return
+        if bad is not None:
+            what = f"the loss became NaN or infinite at epoch {self.epoch + 1}, step {bad + 1}"
+        else:
+            what = (f"the weights became NaN or infinite by epoch {self.epoch + 1}, step "
+                    f"{self.step}")
+        raise NonFiniteError(
+            f"training diverged: {what} (of {len(self.train_batches)} steps per epoch), and "
+            f"stopped there. {self._kept()} Lower --lr, use --precision fp32, or try another "
+            f"--seed.")
+
+    def _checkpoint(self, run: RunDir, seconds: float) -> None:
+        run.save_torch(LAST, self._full_state(seconds))
+        self.saved_at = (self.epoch, self.step)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, run: RunDir, *, progress: bool, tensorboard: bool, plots: bool,
@@ -278,27 +333,12 @@ class _Session:
             f"{config.network} network with {config.layers} cells, C {config.channels}, "
             f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
             f"run directory {run.path}")
+        sizes = {"batch_size": config.batch_size, "channels": config.channels,
+                 "layers": config.layers}
         try:
-            while self.epoch < config.epochs:
-                record = self._epoch(progress)
-                self.history.append(record)
-                self.epoch += 1
-                if record["test_acc"] > self.best["test_acc"]:
-                    self.best = {"epoch": self.epoch, "test_acc": record["test_acc"]}
-                    run.save_torch(BEST, self._model_state())
-                run.save_torch(LAST, self._full_state())
-                run.log_metrics(record)
-                logger.scalars({"loss/train": record["train_loss"],
-                                "loss/test": record["test_loss"],
-                                "accuracy/train": record["train_acc"],
-                                "accuracy/test": record["test_acc"],
-                                "accuracy/test_top5": record["test_top5"], "lr": record["lr"],
-                                "drop_path": record["drop_path"]}, self.epoch)
-                log(f"epoch {self.epoch}/{config.epochs}  train loss {record['train_loss']:.3f} "
-                    f"acc {100 * record['train_acc']:.1f}%  test loss {record['test_loss']:.3f} "
-                    f"acc {100 * record['test_acc']:.1f}% top-5 "
-                    f"{100 * record['test_top5']:.1f}%  lr {record['lr']:.4f}  drop-path "
-                    f"{record['drop_path']:.3f}  {record['seconds']:.1f}s")
+            with run_failures("training", self._kept, sizes, self.device):
+                while self.epoch < config.epochs:
+                    self._finish_epoch(run, self._epoch(run, progress), logger, log)
         finally:
             logger.close()
         if self.history:
@@ -312,17 +352,40 @@ class _Session:
             f"{BEST})")
         return TrainResult(run.path, self.genotype, config, self.net, list(self.history))
 
-    def _epoch(self, progress: bool) -> dict[str, Any]:
+    def _finish_epoch(self, run: RunDir, record: dict[str, Any], logger,
+                      log: Callable[[str], None]) -> None:
+        """Count the epoch done; write best.pt (if best), last.pt and the metrics; log."""
         config = self.config
-        started = time.perf_counter()
+        self.history.append(record)
+        self.epoch, self.step, self.sums, self.seconds = self.epoch + 1, 0, EpochSums(), 0.0
+        if record["test_acc"] > self.best["test_acc"]:
+            self.best = {"epoch": self.epoch, "test_acc": record["test_acc"]}
+            run.save_torch(BEST, self._model_state())
+        self._checkpoint(run, 0.0)
+        run.log_metrics(record)
+        logger.scalars({"loss/train": record["train_loss"], "loss/test": record["test_loss"],
+                        "accuracy/train": record["train_acc"], "accuracy/test": record["test_acc"],
+                        "accuracy/test_top5": record["test_top5"], "lr": record["lr"],
+                        "drop_path": record["drop_path"]}, self.epoch)
+        log(f"epoch {self.epoch}/{config.epochs}  train loss {record['train_loss']:.3f} "
+            f"acc {100 * record['train_acc']:.1f}%  test loss {record['test_loss']:.3f} "
+            f"acc {100 * record['test_acc']:.1f}% top-5 "
+            f"{100 * record['test_top5']:.1f}%  lr {record['lr']:.4f}  drop-path "
+            f"{record['drop_path']:.3f}  {record['seconds']:.1f}s")
+
+    def _epoch(self, run: RunDir, progress: bool) -> dict[str, Any]:
+        """Run the rest of the current epoch (from ``self.step``; mid-epoch checkpoints every
+        ``checkpoint_every`` steps) and test; return the epoch's record."""
+        config = self.config
+        started = time.perf_counter() - self.seconds
         self.net.drop_path_prob = config.drop_path * self.epoch / config.epochs
         lr = self.optimizer.param_groups[0]["lr"]
         self.net.train()
-        sums = None
-        seen = 0
-        bar = tqdm(self.train_batches, desc=f"epoch {self.epoch + 1}/{config.epochs}",
+        steps, every = len(self.train_batches), config.checkpoint_every
+        bar = tqdm(total=steps, initial=self.step, desc=f"epoch {self.epoch + 1}/{config.epochs}",
                    leave=False, disable=not progress, unit="step", dynamic_ncols=True)
-        for step, (x, y) in enumerate(bar):
+        while self.step < steps:
+            x, y = next(self.train_stream)
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.precision):
                 total, loss, logits = objective(self.net(x), y, config)
@@ -330,15 +393,22 @@ class _Session:
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
             self.optimizer.step()
-            values = torch.stack([loss.detach().float() * len(y),
-                                  (logits.detach().argmax(1) == y).sum().float()])
-            sums = values if sums is None else sums + values
-            seen += len(y)
-            if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
+            self.sums.add(torch.stack([loss.detach().float() * len(y),
+                                       (logits.detach().argmax(1) == y).sum().float()]), len(y))
+            self.step += 1
+            bar.update(1)
+            if progress and self.step % 10 == 1:
+                sums = self.sums.sums.tolist()
+                if not all(math.isfinite(v) for v in sums):
+                    self._check_finite()
+                bar.set_postfix(loss=f"{sums[0] / self.sums.seen:.3f}")
+            if every and (self.epoch * steps + self.step) % every == 0 and self.step < steps:
+                self._check_finite()
+                self._checkpoint(run, time.perf_counter() - started)
         bar.close()
+        self._check_finite()
+        train_loss, train_acc = self.sums.means([self.sums.seen, self.sums.seen])
         self.scheduler.step()
-        train_loss, train_acc = (sums / seen).tolist()
         test = evaluate_classifier(self.net, self.test_batches)
         return {"epoch": self.epoch + 1, "lr": lr, "drop_path": self.net.drop_path_prob,
                 "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
