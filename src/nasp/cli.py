@@ -36,6 +36,13 @@ def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> N
                    help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
 
 
+def _sync_bn_option(p: argparse.ArgumentParser) -> None:
+    """--sync-bn (nasp.distributed): None when not given, so the preset/config value stays."""
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under torchrun: BatchNorm statistics of the global batch across all "
+                        "processes (SyncBatchNorm on CUDA); no effect in a single process")
+
+
 def _search_parser(sub) -> None:
     p = sub.add_parser(
         "search", help="search a cell architecture",
@@ -69,6 +76,7 @@ def _search_parser(sub) -> None:
                    help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
     p.add_argument("--seed", type=int)
     _device_options(p)
+    _sync_bn_option(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
@@ -85,7 +93,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
                      "arch_mode", "init_noise", "seed", "device", "memory_format", "precision",
-                     "out")
+                     "sync_bn", "out")
     }
     if args.config:
         config = load_config(args.config).replace(**overrides)
@@ -98,7 +106,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 _TRAIN_OPTIONS = ("dataset", "data_dir", "subset", "network", "epochs", "layers", "channels",
                   "batch_size", "lr", "cutout", "drop_path", "auxiliary_weight",
-                  "label_smoothing", "seed", "device", "memory_format", "precision", "out")
+                  "label_smoothing", "seed", "device", "memory_format", "precision", "sync_bn",
+                  "out")
 
 
 def _train_parser(sub) -> None:
@@ -134,6 +143,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--label-smoothing", type=float, metavar="EPS")
     p.add_argument("--seed", type=int)
     _device_options(p)
+    _sync_bn_option(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/train-...)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")

@@ -53,6 +53,8 @@ class _Config:
         if self.channels % 2:
             raise ConfigError(f"--channels must be even (reduction cells concatenate two "
                               f"halves), got {self.channels}")
+        if not isinstance(self.sync_bn, bool):
+            raise ConfigError(f"sync_bn must be true or false, got {self.sync_bn!r}")
         choices = {"memory_format": ("auto", "channels_last", "contiguous"),
                    "precision": ("auto", "fp32", "bf16"), **choices}
         for name, allowed in choices.items():
@@ -118,6 +120,8 @@ class SearchConfig(_Config):
     device: str = "auto"
     memory_format: str = "auto"
     precision: str = "auto"
+    # torchrun: BatchNorm statistics of the global batch across processes (nasp.distributed)
+    sync_bn: bool = False
     out: str | None = None
 
     def __post_init__(self):
@@ -224,6 +228,8 @@ class TrainConfig(_Config):
     device: str = "auto"
     memory_format: str = "auto"
     precision: str = "auto"
+    # torchrun: BatchNorm statistics of the global batch across processes (nasp.distributed)
+    sync_bn: bool = False
     out: str | None = None
 
     def __post_init__(self):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasp import distributed
 from nasp.data import Batches
 
 __all__ = ["evaluate_classifier", "seed_everything"]
@@ -31,7 +32,10 @@ def evaluate_classifier(net: nn.Module, batches: Batches,
     ``top5`` counts a prediction right when the label is among the 5 largest logits (among all
     of them when there are fewer than 5 classes). ``forward`` maps a batch to logits (default
     ``net``; the search passes the supernet with the child's plans). One host sync, at the end.
+    Data-parallel (:mod:`nasp.distributed`): with rank 0's BatchNorm statistics, the sums of
+    all ranks (each evaluates its part of the split).
     """
+    distributed.broadcast_buffers_(net)
     was_training = net.training
     net.eval()
     sums = None
@@ -46,5 +50,7 @@ def evaluate_classifier(net: nn.Module, batches: Batches,
         sums = values if sums is None else sums + values
         n += len(y)
     net.train(was_training)
+    sums = distributed.all_sum(torch.cat([sums, sums.new_tensor([n])]))
+    sums, n = sums[:3], sums[3]
     loss, top1, top5 = (sums / n).tolist()
     return {"loss": loss, "top1": top1, "top5": top5}

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from nasp import distributed
 from nasp.config import SearchConfig
 from nasp.data import Batches, load_dataset, search_split
-from nasp.device import resolve_device, resolve_memory_format
+from nasp.device import resolve_memory_format
 from nasp.genotype import Genotype
 from nasp.loops.common import evaluate_classifier, seed_everything
-from nasp.runs import RunDir, default_run_dir
+from nasp.runs import default_run_dir
 from nasp.spaces import build_space
 from nasp.strategies import Strategy, build_strategy
 from nasp.viz import write_pictures
@@ -39,32 +40,40 @@ class SearchResult:
 
 def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = True,
            plots: bool = True, log: Callable[[str], None] = print) -> SearchResult:
-    """Run a whole search as ``config`` says; write the run directory; return the genotype."""
-    device = resolve_device(config.device)
+    """Run a whole search as ``config`` says; write the run directory; return the genotype.
+
+    Under torchrun, data-parallel over the processes (:mod:`nasp.distributed`): only rank 0
+    writes the run directory and prints; every rank returns the same result."""
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints and draws
+        log, progress, plots = distributed.silent, False, False
     seed_everything(config.seed)
-    data = load_dataset(config.dataset, config.data_dir, "train")
+    data = distributed.local_first(load_dataset, config.dataset, config.data_dir, "train")
     train_half, val_half = search_split(data, config.subset)
     out = Path(config.out) if config.out else default_run_dir("search", config.dataset,
                                                                config.strategy)
+    out = distributed.from_rank0(out)
     config = config.replace(out=str(out))
     space = build_space(config.space, config.primitives)
     memory_format = resolve_memory_format(config.memory_format, device)
     net = space.build_supernet(data.in_channels, data.num_classes, config.layers,
                                config.channels).to(device, memory_format=memory_format)
+    net = distributed.convert_batchnorm(net, config.sync_bn)
     strategy = build_strategy(config.strategy, space, net, config)
-    run = RunDir(out, overwrite=overwrite)
+    run = distributed.run_dir(out, overwrite=overwrite)
     run.write_text("config.yaml", config.to_yaml())
 
     generator = torch.Generator().manual_seed(config.seed)
     channels_last = memory_format == torch.channels_last
     train_batches = Batches(train_half, config.batch_size, device=device, augment=True,
                             cutout=config.cutout, generator=generator,
-                            channels_last=channels_last)
+                            channels_last=channels_last, shard=distributed.shard())
     val_stream = Batches(val_half, config.batch_size, device=device, augment=True,
                          cutout=config.cutout, generator=generator,
-                         channels_last=channels_last).forever()
-    eval_batches = Batches(val_half, 2 * config.batch_size, device=device, shuffle=False,
-                           channels_last=channels_last)
+                         channels_last=channels_last, shard=distributed.shard()).forever()
+    eval_batches = Batches(distributed.part(val_half), 2 * config.batch_size, device=device,
+                           shuffle=False, channels_last=channels_last)
     log(f"searching {config.strategy} on {config.dataset} ({len(train_half)} + {len(val_half)} "
         f"images, {tuple(data.images.shape[1:])}) with {config.layers} cells, C {config.channels},"
         f" primitives {config.primitives}, on {device}; run directory {out}")
@@ -87,6 +96,7 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
                 bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
         bar.close()
         steps = len(train_batches)
+        sums = distributed.all_average(sums)  # equal shards: the global batch means
         train_loss, train_acc, arch_loss = (sums / torch.tensor(
             [seen, seen, steps], device=sums.device)).tolist()
         strategy.end_epoch()
@@ -117,4 +127,5 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
     log(f"genotype: {genotype}")
     log(f"run directory: {out} (config.yaml, metrics.jsonl, checkpoint.pt, arch.pt, "
         f"genotype.json)")
+    distributed.teardown(dist)
     return SearchResult(genotype, out, history, strategy)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nasp import distributed
 from nasp.config import ConfigError, TrainConfig
 from nasp.data import Batches, DatasetError, ImageDataset, load_dataset
 from nasp.device import autocast, resolve_device, resolve_memory_format, resolve_precision
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 #: Options a resumed run may change; every other one must match the saved configuration.
-RESUME_MAY_CHANGE = ("device", "data_dir", "memory_format", "precision")
+RESUME_MAY_CHANGE = ("device", "data_dir", "memory_format", "precision", "sync_bn")
 
 
 @dataclass
@@ -120,18 +121,24 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     label = genotype.strip().upper() if named else "cell"
     if not isinstance(genotype, Genotype):
         genotype = resolve_genotype(genotype)
-    device = resolve_device(config.device)
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints, draws and logs
+        log, progress, tensorboard, plots = distributed.silent, False, False, False
     seed_everything(config.seed)
-    train_set, test_set = _load_data(config)
+    train_set, test_set = distributed.local_first(_load_data, config)
     out = Path(config.out) if config.out else default_run_dir("train", config.dataset, label)
+    out = distributed.from_rank0(out)
     config = config.replace(out=str(out))
     session = _Session(genotype, config, train_set, test_set, device)
-    run = RunDir(out, overwrite=overwrite)
+    run = distributed.run_dir(out, overwrite=overwrite)
     for stale in (LAST, BEST):
         run.file(stale).unlink(missing_ok=True)
     run.write_text("config.yaml", config.to_yaml())
     genotype.save(run.file("genotype.json"))
-    return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+    result = session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+    distributed.teardown(dist)
+    return result
 
 
 def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
@@ -165,8 +172,11 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
                           f"with, which differs in {'; '.join(differ)}; drop those options, or "
                           f"start a new run with another --out")
     config = config.replace(**{k: changes.get(k) for k in RESUME_MAY_CHANGE}, out=str(run_dir))
-    device = resolve_device(config.device)
-    train_set, test_set = _load_data(config)
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints, draws and logs
+        log, progress, tensorboard, plots = distributed.silent, False, False, False
+    train_set, test_set = distributed.local_first(_load_data, config)
     saved_shape = DataShape.from_record(checkpoint["data"])
     if DataShape.of(train_set) != saved_shape:
         raise DatasetError(f"the data at hand ({DataShape.of(train_set)}) does not match the data "
@@ -174,10 +184,12 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
                            f"same data set")
     session = _Session(saved, config, train_set, test_set, device)
     session.restore(checkpoint)
-    run = RunDir(run_dir, overwrite=True)
+    run = distributed.run_dir(run_dir, overwrite=True)
     run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
     log(f"resuming {run_dir} after epoch {session.epoch} of {config.epochs}")
-    return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+    result = session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+    distributed.teardown(dist)
+    return result
 
 
 def _json_line(record: dict[str, Any]) -> str:
@@ -204,11 +216,14 @@ class _Session:
         self.config = config
         self.device = device
         self.train_set = train_set
+        self.test_set = test_set
         self.shape = DataShape.of(train_set)
         memory_format = resolve_memory_format(config.memory_format, device)
         self.precision = resolve_precision(config.precision, device)
         self.net = build_network(genotype, config, self.shape).to(device,
                                                                   memory_format=memory_format)
+        self.net = distributed.convert_batchnorm(self.net, config.sync_bn)
+        self.model = distributed.data_parallel(self.net)  # DDP under torchrun, else self.net
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr,
                                          momentum=config.momentum,
                                          weight_decay=config.weight_decay)
@@ -222,9 +237,9 @@ class _Session:
         channels_last = memory_format == torch.channels_last
         self.train_batches = Batches(train_set, config.batch_size, device=device, augment=True,
                                      cutout=config.cutout, generator=self.generator,
-                                     channels_last=channels_last)
-        self.test_batches = Batches(test_set, 2 * config.batch_size, device=device,
-                                    shuffle=False, channels_last=channels_last)
+                                     channels_last=channels_last, shard=distributed.shard())
+        self.test_batches = Batches(distributed.part(test_set), 2 * config.batch_size,
+                                    device=device, shuffle=False, channels_last=channels_last)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "test_acc": -1.0}
@@ -271,9 +286,10 @@ class _Session:
             log: Callable[[str], None]) -> TrainResult:
         config = self.config
         logger = open_logger(run.file("tensorboard"), tensorboard)
+        distributed.decorrelate_global_rng()  # torchrun: own drop-path masks per rank
         log(f"training {self.genotype.compact()}")
         log(f"on {config.dataset} ({len(self.train_set)} training, "
-            f"{len(self.test_batches.dataset)} test images of {self.shape.input_shape}), "
+            f"{len(self.test_set)} test images of {self.shape.input_shape}), "
             f"{config.network} network with {config.layers} cells, C {config.channels}, "
             f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
             f"run directory {run.path}")
@@ -324,7 +340,7 @@ class _Session:
         for step, (x, y) in enumerate(bar):
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.precision):
-                total, loss, logits = objective(self.net(x), y, config)
+                total, loss, logits = objective(self.model(x), y, config)
             total.backward()
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
@@ -337,6 +353,7 @@ class _Session:
                 bar.set_postfix(loss=f"{sums[0].item() / seen:.3f}")
         bar.close()
         self.scheduler.step()
+        sums = distributed.all_average(sums)  # equal shards: the global batch means
         train_loss, train_acc = (sums / seen).tolist()
         test = evaluate_classifier(self.net, self.test_batches)
         return {"epoch": self.epoch + 1, "lr": lr, "drop_path": self.net.drop_path_prob,
