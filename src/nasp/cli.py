@@ -42,7 +42,8 @@ def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> N
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    """--checkpoint-every and --deterministic (None when not given: the config's value)."""
+    """--checkpoint-every, --deterministic and --sync-bn (nasp.distributed); None when not
+    given: the config's value."""
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="also write the resume checkpoint every N steps (default 0: only at the "
                         "end of each epoch)")
@@ -50,6 +51,9 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                    help="deterministic algorithms only (torch.use_deterministic_algorithms; on "
                         "CUDA also cuDNN and cuBLAS settings): the same config gives the same "
                         "result, on the same hardware and software")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under torchrun: BatchNorm statistics of the global batch across all "
+                        "processes (SyncBatchNorm on CUDA); no effect in a single process")
 
 
 def _search_parser(sub) -> None:
@@ -116,8 +120,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
                      "arch_mode", "init_noise", "random_samples", "seed", "device",
-                     "memory_format", "precision", "checkpoint_every", "deterministic", "out",
-                     "benchmark", "benchmark_column")
+                     "memory_format", "precision", "checkpoint_every", "deterministic", "sync_bn",
+                     "out", "benchmark", "benchmark_column")
     }
     options = dict(progress=not args.no_progress, plots=not args.no_plots)
     if args.resume is not None:
@@ -142,7 +146,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 _TRAIN_OPTIONS = ("dataset", "data_dir", "subset", "network", "epochs", "layers", "channels",
                   "batch_size", "lr", "cutout", "drop_path", "auxiliary_weight",
                   "label_smoothing", "seed", "device", "memory_format", "precision",
-                  "checkpoint_every", "deterministic", "out")
+                  "checkpoint_every", "deterministic", "sync_bn", "out")
 
 
 def _train_parser(sub) -> None:

@@ -127,6 +127,8 @@ class _Config:
                               f"of each epoch), got {every!r}")
         if not isinstance(self.deterministic, bool):
             raise ConfigError(f"deterministic must be true or false, got {self.deterministic!r}")
+        if not isinstance(self.sync_bn, bool):
+            raise ConfigError(f"sync_bn must be true or false, got {self.sync_bn!r}")
         choices = {"memory_format": ("auto", "channels_last", "contiguous"),
                    "precision": ("auto", "fp32", "bf16"), "dataset": _known_names()["dataset"],
                    **choices}
@@ -208,6 +210,8 @@ class SearchConfig(_Config):
     device: str = "auto"
     memory_format: str = "auto"
     precision: str = "auto"
+    # torchrun: BatchNorm statistics of the global batch across processes (nasp.distributed)
+    sync_bn: bool = False
     out: str | None = None
     # checkpoints and reproducibility (see nasp.loops.common)
     checkpoint_every: int = 0
@@ -372,6 +376,8 @@ class TrainConfig(_Config):
     device: str = "auto"
     memory_format: str = "auto"
     precision: str = "auto"
+    # torchrun: BatchNorm statistics of the global batch across processes (nasp.distributed)
+    sync_bn: bool = False
     out: str | None = None
     # checkpoints and reproducibility (see nasp.loops.common)
     checkpoint_every: int = 0

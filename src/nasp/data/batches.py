@@ -25,7 +25,8 @@ __all__ = ["BatchStream", "Batches", "augment_batch"]
 
 def augment_batch(x: torch.Tensor, *, padding: int, flip: bool, cutout: int,
                   generator: torch.Generator,
-                  pad_value: float | torch.Tensor = 0.0) -> torch.Tensor:
+                  pad_value: float | torch.Tensor = 0.0,
+                  part_of: tuple[int, int] | None = None) -> torch.Tensor:
     """Randomly augment a float batch ``x`` of shape (B, C, H, W); returns a new tensor.
 
     In order, each image independently:
@@ -39,12 +40,15 @@ def augment_batch(x: torch.Tensor, *, padding: int, flip: bool, cutout: int,
        borders (DeVries & Taylor, 2017; applied to the normalised image as in DARTS).
 
     Random numbers are drawn from the CPU ``generator`` in this order: crop rows, crop columns,
-    flips, cutout rows, cutout columns.
+    flips, cutout rows, cutout columns. With ``part_of=(offset, total)``, ``x`` holds the images
+    ``offset .. offset + B - 1`` of a batch of ``total``: the numbers are drawn for all ``total``
+    and those of ``x``'s rows used, so the parts of a batch are augmented as the whole would be.
     """
     b, _, h, w = x.shape
+    offset, total = part_of if part_of is not None else (0, b)
 
     def draw(high: int) -> torch.Tensor:
-        return torch.randint(high, (b,), generator=generator).to(x.device)
+        return torch.randint(high, (total,), generator=generator)[offset:offset + b].to(x.device)
 
     if padding > 0:
         x = _shift(x, draw(2 * padding + 1) - padding, draw(2 * padding + 1) - padding, pad_value)
@@ -90,12 +94,22 @@ class Batches:
 
     All randomness is drawn from ``self.generator`` (a CPU generator; by default one seeded from
     PyTorch's global random state), so saving and restoring its state reproduces the stream.
+
+    ``shard=(rank, world)`` (data-parallel runs, :mod:`nasp.distributed`): ``batch_size`` is the
+    global batch, a multiple of ``world``; each batch is drawn and augmented as without
+    ``shard`` and this object keeps rows ``rank * b / world .. (rank + 1) * b / world - 1`` of
+    it. A final partial batch is cut to a multiple of ``world`` rows, and skipped if it has fewer
+    than ``world``; with the same generator seed, the shards of all ranks make up the batches of
+    a single process.
     """
 
     def __init__(self, ds: ImageDataset, batch_size: int, *, device: torch.device | str = "cpu",
                  shuffle: bool = True, augment: bool = False, cutout: int = 0,
                  drop_last: bool = False, generator: torch.Generator | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, shard: tuple[int, int] | None = None) -> None:
+        if shard is not None and not (0 <= shard[0] < shard[1] and batch_size % shard[1] == 0):
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world and world "
+                             f"dividing batch_size {batch_size}, got {shard}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if cutout < 0:
@@ -116,6 +130,7 @@ class Batches:
         self.drop_last = drop_last
         self.generator = generator
         self.channels_last = channels_last
+        self.shard = shard
         self._images = ds.images.to(self.device)
         self._labels = ds.labels.to(self.device)
         self._mean, self._std = (torch.tensor(v, dtype=torch.float32, device=self.device)
@@ -124,8 +139,9 @@ class Batches:
 
     def __len__(self) -> int:
         """Batches per epoch."""
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(len(self.dataset), self.batch_size)
+        world = self.shard[1] if self.shard is not None else 1
+        return full + (0 if self.drop_last or rest < world else 1)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._new_order()
@@ -147,11 +163,17 @@ class Batches:
         return self._batch(order[i * self.batch_size:(i + 1) * self.batch_size])
 
     def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        total, offset = len(rows), 0
+        if self.shard is not None:  # this rank's slice of the global batch (nasp.distributed)
+            rank, world = self.shard
+            kept = total - total % world
+            offset = rank * kept // world
+            rows = rows[offset:(rank + 1) * kept // world]
         x = self._images.index_select(0, rows).float().div_(255).sub_(self._mean).div_(self._std)
         if self.augment:
             x = augment_batch(x, padding=self.dataset.crop_padding, flip=self.dataset.flip,
                               cutout=self.cutout, generator=self.generator,
-                              pad_value=self._black)
+                              pad_value=self._black, part_of=(offset, total))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self._labels.index_select(0, rows)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasp import distributed
 from nasp.config import ConfigError
 from nasp.data import Batches
 
@@ -46,7 +47,7 @@ __all__ = [
 #: (``precision`` and ``memory_format`` let a run move to other hardware; the rest of the run is
 #: then no longer bit-identical to an uninterrupted one.)
 RESUME_MAY_CHANGE = ("device", "data_dir", "memory_format", "precision", "checkpoint_every",
-                     "deterministic")
+                     "deterministic", "sync_bn")
 
 
 class RunFailedError(RuntimeError):
@@ -346,7 +347,10 @@ def evaluate_classifier(net: nn.Module, batches: Batches,
     ``top5`` counts a prediction right when the label is among the 5 largest logits (among all
     of them when there are fewer than 5 classes). ``forward`` maps a batch to logits (default
     ``net``; the search passes the supernet with the child's plans). One host sync, at the end.
+    Data-parallel (:mod:`nasp.distributed`): with rank 0's BatchNorm statistics, the sums of
+    all ranks (each evaluates its part of the split).
     """
+    distributed.broadcast_buffers_(net)
     was_training = net.training
     net.eval()
     sums = None
@@ -361,5 +365,7 @@ def evaluate_classifier(net: nn.Module, batches: Batches,
         sums = values if sums is None else sums + values
         n += len(y)
     net.train(was_training)
+    sums = distributed.all_sum(torch.cat([sums, sums.new_tensor([n])]))
+    sums, n = sums[:3], sums[3]
     loss, top1, top5 = (sums / n).tolist()
     return {"loss": loss, "top1": top1, "top5": top5}

@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from nasp import distributed
 from nasp.benchmark import benchmark_note, benchmark_record, open_benchmark
 from nasp.config import SearchConfig
 from nasp.data import Batches, DatasetError, ImageDataset, load_dataset, search_split
-from nasp.device import resolve_device, resolve_memory_format
+from nasp.device import resolve_memory_format
 from nasp.diagnostics import Diagnostics, format_diagnostics
 from nasp.genotype import Genotype
 from nasp.loops.common import (
@@ -75,19 +76,28 @@ class SearchResult:
 
 def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = True,
            plots: bool = True, log: Callable[[str], None] = print) -> SearchResult:
-    """Run a whole search as ``config`` says; write the run directory; return the genotype."""
-    device = resolve_device(config.device)
-    data = load_dataset(config.dataset, config.data_dir, "train")
+    """Run a whole search as ``config`` says; write the run directory; return the genotype.
+
+    Under torchrun, data-parallel over the processes (:mod:`nasp.distributed`): only rank 0
+    writes the run directory and prints; every rank returns the same result."""
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints and draws
+        log, progress, plots = distributed.silent, False, False
+    data = distributed.local_first(load_dataset, config.dataset, config.data_dir, "train")
     out = Path(config.out) if config.out else default_run_dir("search", config.dataset,
                                                                config.strategy)
+    out = distributed.from_rank0(out)
     config = config.replace(out=str(out))
     with deterministic_mode(config.deterministic, device):
         session = _SearchSession(config, data, device)
-        run = RunDir(out, overwrite=overwrite)
+        run = distributed.run_dir(out, overwrite=overwrite)
         run.write_text("config.yaml", config.to_yaml())
         run.append_json_list("environment.json",
                              environment(device, config.deterministic, "start"))
-        return session.run(run, progress=progress, plots=plots, log=log)
+        result = session.run(run, progress=progress, plots=plots, log=log)
+    distributed.teardown(dist)
+    return result
 
 
 def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = True,
@@ -106,18 +116,23 @@ def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = T
     saved = SearchConfig.from_dict(checkpoint["config"],
                                    f"the configuration in {run_dir / CHECKPOINT}")
     config = resumed_config(saved, changes, run_dir)
-    device = resolve_device(config.device)
-    data = load_dataset(config.dataset, config.data_dir, "train")
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints and draws
+        log, progress, plots = distributed.silent, False, False
+    data = distributed.local_first(load_dataset, config.dataset, config.data_dir, "train")
     with deterministic_mode(config.deterministic, device):
         session = _SearchSession(config, data, device)
         session.restore(checkpoint)
-        run = RunDir(run_dir, resume=True)
+        run = distributed.run_dir(run_dir, resume=True)
         run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
         run.append_json_list("environment.json",
                              environment(device, config.deterministic, "resume"))
         log(f"resuming {run_dir} at epoch {session.epoch + 1}, step {session.step} of "
             f"{len(session.train_batches)}")
-        return session.run(run, progress=progress, plots=plots, log=log)
+        result = session.run(run, progress=progress, plots=plots, log=log)
+    distributed.teardown(dist)
+    return result
 
 
 def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -165,6 +180,7 @@ class _SearchSession:
         self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,
                                              config.channels).to(device,
                                                                  memory_format=memory_format)
+        self.net = distributed.convert_batchnorm(self.net, config.sync_bn)
         if config.deterministic and device.type == "cuda":
             use_deterministic_modules(self.net)
         self.strategy = build_strategy(config.strategy, self.space, self.net, config)
@@ -172,16 +188,19 @@ class _SearchSession:
         channels_last = memory_format == torch.channels_last
         self.train_batches = Batches(train_half, config.batch_size, device=device, augment=True,
                                      cutout=config.cutout, generator=self.generator,
-                                     channels_last=channels_last)
+                                     channels_last=channels_last, shard=distributed.shard())
         self.train_stream = self.train_batches.forever()
         self.val_stream = Batches(val_half, config.batch_size, device=device, augment=True,
                                   cutout=config.cutout, generator=self.generator,
-                                  channels_last=channels_last).forever()
-        self.eval_batches = Batches(val_half, 2 * config.batch_size, device=device,
-                                    shuffle=False, channels_last=channels_last)
+                                  channels_last=channels_last,
+                                  shard=distributed.shard()).forever()
+        self.eval_batches = Batches(distributed.part(val_half), 2 * config.batch_size,
+                                    device=device, shuffle=False, channels_last=channels_last)
         # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
-        self.diagnostics = Diagnostics(self.space, self.net,
-                                       next(iter(self.eval_batches))[0][: config.batch_size],
+        # (the same batch on every rank, so that every rank measures the same numbers)
+        first = Batches(val_half, config.batch_size, device=device, shuffle=False,
+                        channels_last=channels_last)
+        self.diagnostics = Diagnostics(self.space, self.net, next(iter(first))[0],
                                        self.strategy.arch)
         self.epoch = 0          # epochs completed
         self.step = 0           # steps of the current epoch completed
@@ -330,8 +349,9 @@ class _SearchSession:
         self._check_finite()
         train_loss = train_acc = arch_loss = child_loss = child_acc = None
         if steps:
-            train_loss, train_acc, arch_loss = self.sums.means([self.sums.seen, self.sums.seen,
-                                                                 steps])
+            # equal shards: the mean over ranks is the global batch mean
+            train_loss, train_acc, arch_loss = distributed.all_average(torch.tensor(
+                self.sums.means([self.sums.seen, self.sums.seen, steps]))).tolist()
         strategy.end_epoch()
         if strategy.trains:
             plans = strategy.child_plans()

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from nasp import distributed
 from nasp.config import TrainConfig
 from nasp.data import Batches, DatasetError, ImageDataset, load_dataset
 from nasp.device import autocast, resolve_device, resolve_memory_format, resolve_precision
@@ -137,19 +138,26 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     label = genotype.strip().upper() if named else "cell"
     if not isinstance(genotype, (Genotype, NB201Genotype)):
         genotype = resolve_genotype(genotype)
-    device = resolve_device(config.device)
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints, draws and logs
+        log, progress, tensorboard, plots = distributed.silent, False, False, False
     seed_everything(config.seed)
-    train_set, test_set = _load_data(config)
+    train_set, test_set = distributed.local_first(_load_data, config)
     out = Path(config.out) if config.out else default_run_dir("train", config.dataset, label)
+    out = distributed.from_rank0(out)
     config = config.replace(out=str(out))
     with deterministic_mode(config.deterministic, device):
         session = _Session(genotype, config, train_set, test_set, device)
-        run = RunDir(out, overwrite=overwrite)
+        run = distributed.run_dir(out, overwrite=overwrite)
         run.write_text("config.yaml", config.to_yaml())
         run.write_text("genotype.json", genotype.to_json() + "\n")
         run.append_json_list("environment.json",
                              environment(device, config.deterministic, "start"))
-        return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots, log=log)
+        result = session.run(run, progress=progress, tensorboard=tensorboard, plots=plots,
+                             log=log)
+    distributed.teardown(dist)
+    return result
 
 
 def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
@@ -175,8 +183,11 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
         if genotype != saved:
             differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
     config = resumed_config(config, changes, run_dir, differ)
-    device = resolve_device(config.device)
-    train_set, test_set = _load_data(config)
+    dist = distributed.setup(config)  # torchrun: process group, this rank's device
+    device = dist.device
+    if not dist.is_main:  # distributed: only rank 0 prints, draws and logs
+        log, progress, tensorboard, plots = distributed.silent, False, False, False
+    train_set, test_set = distributed.local_first(_load_data, config)
     saved_shape = DataShape.from_record(checkpoint["data"])
     if DataShape.of(train_set) != saved_shape:
         raise DatasetError(f"the data at hand ({DataShape.of(train_set)}) does not match the data "
@@ -185,14 +196,16 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
     with deterministic_mode(config.deterministic, device):
         session = _Session(saved, config, train_set, test_set, device)
         session.restore(checkpoint)
-        run = RunDir(run_dir, resume=True)
+        run = distributed.run_dir(run_dir, resume=True)
         run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
         run.append_json_list("environment.json",
                              environment(device, config.deterministic, "resume"))
         log(f"resuming {run_dir} at epoch {session.epoch + 1} of {config.epochs}, step "
             f"{session.step} of {len(session.train_batches)}")
-        return session.run(run, progress=progress, tensorboard=tensorboard, plots=plots,
-                           log=log)
+        result = session.run(run, progress=progress, tensorboard=tensorboard, plots=plots,
+                             log=log)
+    distributed.teardown(dist)
+    return result
 
 
 def _json_line(record: dict[str, Any]) -> str:
@@ -219,6 +232,7 @@ class _Session:
         self.config = config
         self.device = device
         self.train_set = train_set
+        self.test_set = test_set
         self.shape = DataShape.of(train_set)
         memory_format = resolve_memory_format(config.memory_format, device)
         self.precision = resolve_precision(config.precision, device)
@@ -226,6 +240,8 @@ class _Session:
                                                                   memory_format=memory_format)
         if config.deterministic and device.type == "cuda":
             use_deterministic_modules(self.net)
+        self.net = distributed.convert_batchnorm(self.net, config.sync_bn)
+        self.model = distributed.data_parallel(self.net)  # DDP under torchrun, else self.net
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr,
                                          momentum=config.momentum,
                                          weight_decay=config.weight_decay)
@@ -239,10 +255,10 @@ class _Session:
         channels_last = memory_format == torch.channels_last
         self.train_batches = Batches(train_set, config.batch_size, device=device, augment=True,
                                      cutout=config.cutout, generator=self.generator,
-                                     channels_last=channels_last)
+                                     channels_last=channels_last, shard=distributed.shard())
         self.train_stream = self.train_batches.forever()
-        self.test_batches = Batches(test_set, 2 * config.batch_size, device=device,
-                                    shuffle=False, channels_last=channels_last)
+        self.test_batches = Batches(distributed.part(test_set), 2 * config.batch_size,
+                                    device=device, shuffle=False, channels_last=channels_last)
         self.epoch = 0          # epochs completed
         self.step = 0           # steps of the current epoch completed
         self.sums = EpochSums()
@@ -327,9 +343,10 @@ class _Session:
             log: Callable[[str], None]) -> TrainResult:
         config = self.config
         logger = open_logger(run.file("tensorboard"), tensorboard)
+        distributed.decorrelate_global_rng()  # torchrun: own drop-path masks per rank
         log(f"training {self.genotype.compact()}")
         log(f"on {config.dataset} ({len(self.train_set)} training, "
-            f"{len(self.test_batches.dataset)} test images of {self.shape.input_shape}), "
+            f"{len(self.test_set)} test images of {self.shape.input_shape}), "
             f"{config.network} network with {config.layers} cells, C {config.channels}, "
             f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
             f"run directory {run.path}")
@@ -388,7 +405,7 @@ class _Session:
             x, y = next(self.train_stream)
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.precision):
-                total, loss, logits = objective(self.net(x), y, config)
+                total, loss, logits = objective(self.model(x), y, config)
             total.backward()
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.net.parameters(), config.grad_clip)
@@ -407,7 +424,9 @@ class _Session:
                 self._checkpoint(run, time.perf_counter() - started)
         bar.close()
         self._check_finite()
-        train_loss, train_acc = self.sums.means([self.sums.seen, self.sums.seen])
+        # equal shards: the mean over ranks is the global batch mean
+        train_loss, train_acc = distributed.all_average(
+            torch.tensor(self.sums.means([self.sums.seen, self.sums.seen]))).tolist()
         self.scheduler.step()
         test = evaluate_classifier(self.net, self.test_batches)
         return {"epoch": self.epoch + 1, "lr": lr, "drop_path": self.net.drop_path_prob,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasp import distributed
 from nasp.config import SearchConfig
 from nasp.device import autocast, resolve_precision
 from nasp.genotype import Genotype
@@ -55,6 +56,8 @@ class Strategy(ABC):
             self.w_optim, T_max=config.epochs, eta_min=config.w_lr_min)
         self.a_optim = torch.optim.Adam(list(self.arch.values()), lr=config.a_lr,
                                         betas=config.a_betas, weight_decay=config.a_weight_decay)
+        # data-parallel: every rank starts from rank 0's weights and architecture
+        distributed.broadcast_([*net.parameters(), *net.buffers(), *self.arch.values()])
 
     # -- to implement --------------------------------------------------------------------------
     @abstractmethod
@@ -115,12 +118,15 @@ class Strategy(ABC):
             logits = self.net(x, plans)
             loss = F.cross_entropy(logits, y)
         loss.backward()
+        distributed.average_gradients_(self.weights)  # data-parallel: mean over ranks
         nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
         self.w_optim.step()
         return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
     def set_arch_grads(self, grads: Mapping[str, torch.Tensor]) -> None:
-        """Adam step on the architecture parameters with the given gradients."""
+        """Adam step on the architecture parameters with the given gradients (averaged over the
+        ranks of a data-parallel run)."""
+        grads = distributed.all_average(grads)
         for t, g in grads.items():
             self.arch[t].grad = g
         self.a_optim.step()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from nasp import distributed
 from nasp.mixed import CellPlan
 from nasp.strategies.base import Batch, Strategy
 
@@ -77,6 +78,7 @@ class DARTS2(DARTS):
         names = [n for n, _ in self.net.named_parameters()]
         grads = torch.autograd.grad(self.loss(train, self.dense_plans(detach=True)),
                                     self.weights)
+        grads = distributed.all_average(grads)  # data-parallel: the global batch's gradient
         xi, mu, wd = self.lr, self.config.w_momentum, self.config.w_weight_decay
         unrolled = {}
         with torch.no_grad():
@@ -95,6 +97,7 @@ class DARTS2(DARTS):
         loss = self.loss(val, self.dense_plans(), unrolled)
         grads = torch.autograd.grad(loss, alphas + list(unrolled.values()))
         d_alpha, v = grads[: len(alphas)], grads[len(alphas):]
+        v = distributed.all_average(v)  # data-parallel: the same v (and eps) on every rank
         hessian = self.hessian_vector_product(train, v)
         xi = self.lr
         return ({t: da - xi * h for t, da, h in zip(self.arch, d_alpha, hessian)},
