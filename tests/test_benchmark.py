@@ -222,3 +222,26 @@ def test_search_with_a_bad_benchmark_writes_nothing(tmp_path, capsys):
                  "--out", str(out)]) == 2  # digits has no column of its own
     assert "--benchmark-column" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_compare_on_nb201_scores_every_run_by_look_up(tmp_path):
+    """`nasp compare` on the NAS-Bench-201 space with a table: every run's final accuracy is its
+    genotype's table value, and random search returns the best of the cells it sampled."""
+    accuracy = _full_table(tmp_path / "all.csv")
+    out = tmp_path / "cmp"
+    assert main(["compare", "--space", "nb201", "--preset", "tiny", "--subset", "64",
+                 "--epochs", "2", "--random-samples", "5", "--benchmark",
+                 str(tmp_path / "all.csv"), "--benchmark-column", "cifar10", "--strategies",
+                 "nasp", "random", "--seeds", "0", "--out", str(out), "--no-progress"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["strategy"] for r in runs] == ["nasp", "random"]
+    for r in runs:
+        arch = r["genotype"]["arch"]
+        assert r["final_accuracy"] == pytest.approx(accuracy[arch] / 100)
+    records = [json.loads(line) for line in
+               (out / "random-seed0" / "search" / "metrics.jsonl").read_text().splitlines()]
+    scores = [s for record in records for s in record["random"]["scores"]]
+    assert len(scores) == 5  # all K samples scored by look-up, none trained
+    assert all(record["train_loss"] is None for record in records)
+    assert runs[1]["final_accuracy"] == pytest.approx(max(scores))
+    assert "| random | 1 |" in (out / "report.md").read_text()

@@ -89,18 +89,23 @@ def test_batch_stream_continues_exactly_from_a_saved_position():
         again.load_state_dict({"order": torch.arange(7), "position": 0})
 
 
-def test_search_resumed_mid_epoch_equals_an_uninterrupted_search(tmp_path, monkeypatch):
+@pytest.mark.parametrize("strategy, at", [("nasp", (0, 3)), ("random", (0, 3)),
+                                          ("random", (1, 2))])
+def test_search_resumed_mid_epoch_equals_an_uninterrupted_search(tmp_path, monkeypatch,
+                                                                 strategy, at):
+    """Random search trains a fresh candidate each epoch: resuming in the first epoch must keep
+    training candidate 1, resuming in the second must not restart candidate 2 again."""
     epochs = 2
-    config = dict(epochs=epochs, checkpoint_every=3)
+    config = dict(epochs=epochs, checkpoint_every=3, strategy=strategy)
     straight = search(tiny_search(tmp_path, "straight", **config), **QUIET)
 
     # checkpoints after global steps 3 (epoch 1, step 3), 4 (end of epoch 1), 6 (epoch 2, step 2)
     interrupt_after_checkpoint(monkeypatch, CHECKPOINT,
-                               lambda c: c["epoch"] == 0 and c["step"] == 3)
+                               lambda c: (c["epoch"], c["step"]) == at)
     with pytest.raises(KeyboardInterrupt):
         search(tiny_search(tmp_path, "resumed", **config), **QUIET)
     monkeypatch.undo()
-    assert torch.load(tmp_path / "resumed" / CHECKPOINT)["step"] == 3
+    assert torch.load(tmp_path / "resumed" / CHECKPOINT)["step"] == at[1]
     assert not (tmp_path / "resumed" / "arch.pt").exists()
     torch.manual_seed(123)  # whatever happened to the global random state in between
     resumed = resume_search(tmp_path / "resumed", **QUIET)
