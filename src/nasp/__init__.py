@@ -11,6 +11,7 @@ The public API::
     trained.net  # a plain nn.Module; runs/my-cell holds best.pt, last.pt, pictures
 """
 
+from nasp.benchmark import BenchmarkError, BenchmarkTable
 from nasp.compare import ComparePlan, run_comparison
 from nasp.config import (
     TRAIN_PRESETS,
@@ -25,14 +26,16 @@ from nasp.diagnostics import Diagnostics
 from nasp.evaluation import flop_count, parameter_count
 from nasp.export import export_checkpoint, export_model
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype, GenotypeError, resolve_genotype
-from nasp.loops.search import SearchResult, search
+from nasp.loops.common import NonFiniteError, NotEnoughMemoryError, RunFailedError
+from nasp.loops.search import SearchResult, resume_search, search
 from nasp.loops.train import TrainResult, evaluate_checkpoint, resume, train
 from nasp.mixed import CellPlan, MixedOp
 from nasp.model import CheckpointError, TrainedModel, load_trained, model_info
+from nasp.nb201_genotype import NB201Genotype
 from nasp.ops import OPS, PRIMITIVE_SETS
 from nasp.prox import prox_c1, prox_c2
-from nasp.runs import RunDirError
-from nasp.spaces import ChildNetwork, DartsCNNSpace, SearchSpace, Supernet, build_space
+from nasp.runs import RunDirError, RunWriteError
+from nasp.spaces import ChildNetwork, DartsCNNSpace, NB201Space, SearchSpace, Supernet, build_space
 from nasp.strategies import DARTS, DARTS2, NASP, STRATEGIES, Strategy, build_strategy
 from nasp.strategies.random import RandomSearch
 
@@ -50,4 +53,8 @@ __all__ = [
     "model_info", "parameter_count", "resume", "train", "train_preset",
     # random search, collapse diagnostics, comparisons
     "ComparePlan", "Diagnostics", "RandomSearch", "run_comparison",
+    # NAS-Bench-201
+    "BenchmarkError", "BenchmarkTable", "NB201Genotype", "NB201Space",
+    # long runs
+    "NonFiniteError", "NotEnoughMemoryError", "RunFailedError", "RunWriteError", "resume_search",
 ]
