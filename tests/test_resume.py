@@ -159,7 +159,7 @@ def test_resume_refusals_keep_the_run(tmp_path, capsys):
     fails(["search", "--resume", str(tmp_path / "empty")], "no checkpoint.pt")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / CHECKPOINT).write_bytes(b"not a checkpoint")
-    fails(["search", "--resume", str(tmp_path / "junk")], "not a readable checkpoint")
+    fails(["search", "--resume", str(tmp_path / "junk")], "not a readable PyTorch checkpoint")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     # allowed changes, on a finished run: nothing is searched again, the result stays
     assert main(["search", "--resume", str(out), "--checkpoint-every", "2", "--no-progress",

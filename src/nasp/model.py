@@ -125,6 +125,18 @@ def build_network(genotype: Genotype | NB201Genotype, config: TrainConfig,
                         imagenet=config.network == "imagenet")
 
 
+def load_checkpoint_file(path: Path, hint: str) -> Any:
+    """``torch.load`` of ``path`` (weights only, to the CPU); a file torch cannot read is a
+    :class:`CheckpointError` whose message ends with ``hint`` (what to do)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
+            ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first}); "
+                              f"{hint}") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     """``(file, contents)`` of a ``nasp train`` checkpoint; a run directory means its last.pt."""
     path = Path(path)
@@ -136,13 +148,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         path = path / LAST
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; {hint}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first}); "
-                              f"{hint}") from None
+    data = load_checkpoint_file(path, hint)
     if not isinstance(data, dict) or data.get("kind") != CHECKPOINT_KIND:
         if isinstance(data, dict) and "strategy" in data:
             raise CheckpointError(

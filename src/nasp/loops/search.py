@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +51,7 @@ from nasp.loops.common import (
     seed_everything,
     use_deterministic_modules,
 )
-from nasp.model import CheckpointError
+from nasp.model import CheckpointError, load_checkpoint_file
 from nasp.runs import RunDir, default_run_dir
 from nasp.spaces import build_space
 from nasp.strategies import Strategy, build_strategy
@@ -144,13 +142,7 @@ def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
                               f"run stopped before its first checkpoint, or it is not a search "
                               f"run directory); start the search again, with --overwrite to "
                               f"replace what is there")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({first}); start the search "
-                              f"again with --overwrite") from None
+    data = load_checkpoint_file(path, "start the search again with --overwrite")
     if not isinstance(data, dict) or "strategy" not in data:
         raise CheckpointError(f"{path} is not a search checkpoint; pass the directory of a "
                               f"nasp search run to --resume")
