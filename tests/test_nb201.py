@@ -343,3 +343,18 @@ def test_pictures_of_an_nb201_run(tmp_path):
     dot = (out / "cell.dot").read_text()
     genotype = NB201Genotype.load(out / "genotype.json")
     assert dot.count("->") == sum(op != "none" for op in genotype.ops)
+
+
+def test_train_from_scratch_takes_an_arch_string_and_resumes(tmp_path):
+    """`nasp train` builds the benchmark's network for an arch string, and its run resumes
+    (the NB201 genotype is read back from the checkpoint)."""
+    from nasp import resume, train, train_preset
+
+    config = train_preset("tiny", epochs=1, subset=64, layers=3, channels=4, device="cpu",
+                          out=str(tmp_path / "run"))
+    trained = train(BEST, config, progress=False, plots=False, log=lambda s: None)
+    assert NB201Genotype.load(tmp_path / "run" / "genotype.json") == resolve_genotype(BEST)
+    resumed = resume(tmp_path / "run", progress=False, plots=False, log=lambda s: None)
+    assert resumed.history == trained.history
+    assert all(torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(),
+                                                 resumed.net.state_dict().values()))
