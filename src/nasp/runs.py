@@ -123,6 +123,11 @@ class RunDir:
         items = self.read_json(name, [])
         return self.write_json(name, [*(items if isinstance(items, list) else []), item])
 
+    def rewrite_metrics(self, records: list[dict[str, Any]]) -> Path:
+        """Replace ``metrics.jsonl`` (atomically) by one JSON line per record: a resumed run
+        writes the metrics its checkpoint holds, dropping lines logged after that checkpoint."""
+        return self.write_text("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+
     def log_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line to ``metrics.jsonl``; on failure the file is cut back to the
         lines it had and :class:`RunWriteError` is raised."""

@@ -38,9 +38,9 @@ from nasp.data import Batches
 
 __all__ = [
     "RESUME_MAY_CHANGE", "EpochSums", "GlobalAvgPool", "NonFiniteError", "NotEnoughMemoryError",
-    "RunFailedError", "all_finite", "deterministic_mode", "environment", "evaluate_classifier",
-    "resumed_config", "restore_rng_state", "rng_state", "run_failures", "seed_everything",
-    "source_commit", "use_deterministic_modules",
+    "RunFailedError", "all_finite", "check_finite", "deterministic_mode", "environment",
+    "evaluate_classifier", "last_good_state", "resumed_config", "restore_rng_state", "rng_state",
+    "run_failures", "seed_everything", "source_commit", "use_deterministic_modules",
 ]
 
 #: Options a resumed run may change; every other one must match the saved configuration.
@@ -271,6 +271,35 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     """Whether every floating-point tensor holds only finite values (one host sync)."""
     flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
     return bool(torch.stack(flags).all()) if flags else True
+
+
+def last_good_state(checkpoint: Path, saved_at: tuple[int, int] | None) -> str:
+    """The sentence a failure message ends with: what ``checkpoint`` (last written after
+    ``saved_at = (epochs completed, steps of the next epoch)``, None if never) still holds."""
+    if saved_at is None:
+        return (f"No checkpoint had been written yet, so {checkpoint.parent} holds no state to "
+                f"resume from.")
+    epoch, step = saved_at
+    where = f"the end of epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, step {step}"
+    return f"{checkpoint} still holds the last good state, from {where}."
+
+
+def check_finite(sums: EpochSums, tensors: Iterable[torch.Tensor], *, epoch: int, step: int,
+                 steps: int, run: str, loss: str, state: str, kept: str, advice: str) -> None:
+    """Raise :class:`NonFiniteError` unless the epoch's losses so far (``sums``) and ``tensors``
+    are all finite (host syncs: call only where the loop syncs anyway).
+
+    The message says ``run`` ("the search") diverged, where (the first bad step of ``loss``, or
+    the step by which ``state`` went bad), then ``kept`` and ``advice``."""
+    bad = sums.first_bad_step()
+    if bad is None and all_finite(tensors):
+        return
+    if bad is not None:
+        what = f"{loss} became NaN or infinite at epoch {epoch + 1}, step {bad + 1}"
+    else:
+        what = f"{state} became NaN or infinite by epoch {epoch + 1}, step {step}"
+    raise NonFiniteError(f"{run} diverged: {what} (of {steps} steps per epoch), and stopped "
+                         f"there. {kept} {advice}")
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ is NaN or infinite: the run stops with :class:`~nasp.loops.common.NonFiniteError
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -39,11 +38,11 @@ from nasp.diagnostics import Diagnostics, format_diagnostics
 from nasp.genotype import Genotype
 from nasp.loops.common import (
     EpochSums,
-    NonFiniteError,
-    all_finite,
+    check_finite,
     deterministic_mode,
     environment,
     evaluate_classifier,
+    last_good_state,
     restore_rng_state,
     resumed_config,
     rng_state,
@@ -123,7 +122,7 @@ def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = T
         session = _SearchSession(config, data, device)
         session.restore(checkpoint)
         run = distributed.run_dir(run_dir, resume=True)
-        run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
+        run.rewrite_metrics(session.history)
         run.append_json_list("environment.json",
                              environment(device, config.deterministic, "resume"))
         log(f"resuming {run_dir} at epoch {session.epoch + 1}, step {session.step} of "
@@ -151,10 +150,6 @@ def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
                               f"needed to continue exactly; start the search again with "
                               f"--overwrite")
     return data
-
-
-def _json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record) + "\n"
 
 
 class _SearchSession:
@@ -246,33 +241,19 @@ class _SearchSession:
         self.saved_at = (self.epoch, self.step)
 
     def _kept(self) -> str:
-        path = Path(self.config.out) / CHECKPOINT
-        if self.saved_at is None:
-            return (f"No checkpoint had been written yet, so {self.config.out} holds no state to "
-                    f"resume from.")
-        epoch, step = self.saved_at
-        where = (f"the end of epoch {epoch}" if step == 0
-                 else f"epoch {epoch + 1}, step {step}")
-        return f"{path} still holds the last good state, from {where}."
+        return last_good_state(Path(self.config.out) / CHECKPOINT, self.saved_at)
 
     def _check_finite(self) -> None:
         """Raise :class:`NonFiniteError` unless the losses so far, the weights, the buffers and
         the architecture parameters are all finite (host syncs: call only where the loop syncs
         anyway)."""
-        bad = self.sums.first_bad_step()
-        if bad is None and all_finite([*self.net.parameters(), *self.net.buffers(),
-                                       *self.strategy.arch.values()]):
-            return
-        steps = len(self.train_batches)
-        if bad is not None:
-            what = f"a loss became NaN or infinite at epoch {self.epoch + 1}, step {bad + 1}"
-        else:
-            what = (f"the weights or architecture parameters became NaN or infinite by epoch "
-                    f"{self.epoch + 1}, step {self.step}")
-        raise NonFiniteError(
-            f"the search diverged: {what} (of {steps} steps per epoch), and stopped there. "
-            f"{self._kept()} Lower the learning rates (w_lr, a_lr in a --config file), use "
-            f"--precision fp32, or try another --seed.")
+        check_finite(self.sums, [*self.net.parameters(), *self.net.buffers(),
+                                 *self.strategy.arch.values()],
+                     epoch=self.epoch, step=self.step, steps=len(self.train_batches),
+                     run="the search", loss="a loss",
+                     state="the weights or architecture parameters", kept=self._kept(),
+                     advice="Lower the learning rates (w_lr, a_lr in a --config file), use "
+                            "--precision fp32, or try another --seed.")
 
     def _checkpoint(self, run: RunDir, seconds: float, cpu_seconds: float,
                     checked: bool = False) -> None:

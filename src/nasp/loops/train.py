@@ -24,7 +24,6 @@ the search, no checkpoint is written while a loss or weight is NaN or infinite
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -45,11 +44,11 @@ from nasp.evaluation import parameter_count
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
 from nasp.loops.common import (
     EpochSums,
-    NonFiniteError,
-    all_finite,
+    check_finite,
     deterministic_mode,
     environment,
     evaluate_classifier,
+    last_good_state,
     restore_rng_state,
     resumed_config,
     rng_state,
@@ -197,7 +196,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
         session = _Session(saved, config, train_set, test_set, device)
         session.restore(checkpoint)
         run = distributed.run_dir(run_dir, resume=True)
-        run.write_text("metrics.jsonl", "".join(_json_line(r) for r in session.history))
+        run.rewrite_metrics(session.history)
         run.append_json_list("environment.json",
                              environment(device, config.deterministic, "resume"))
         log(f"resuming {run_dir} at epoch {session.epoch + 1} of {config.epochs}, step "
@@ -206,10 +205,6 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
                              log=log)
     distributed.teardown(dist)
     return result
-
-
-def _json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record) + "\n"
 
 
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
@@ -310,29 +305,15 @@ class _Session:
         self.saved_at = (self.epoch, self.step)
 
     def _kept(self) -> str:
-        if self.saved_at is None:
-            return (f"No checkpoint had been written yet, so {self.config.out} holds no state "
-                    f"to resume from.")
-        epoch, step = self.saved_at
-        where = f"the end of epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, step {step}"
-        return (f"{Path(self.config.out) / LAST} still holds the last good state, from "
-                f"{where}.")
+        return last_good_state(Path(self.config.out) / LAST, self.saved_at)
 
     def _check_finite(self) -> None:
         """Raise :class:`NonFiniteError` unless the losses so far and the network's weights and
         buffers are finite (host syncs: only where the loop syncs anyway)."""
-        bad = self.sums.first_bad_step()
-        if bad is None and all_finite([*self.net.parameters(), *self.net.buffers()]):
-            return
-        if bad is not None:
-            what = f"the loss became NaN or infinite at epoch {self.epoch + 1}, step {bad + 1}"
-        else:
-            what = (f"the weights became NaN or infinite by epoch {self.epoch + 1}, step "
-                    f"{self.step}")
-        raise NonFiniteError(
-            f"training diverged: {what} (of {len(self.train_batches)} steps per epoch), and "
-            f"stopped there. {self._kept()} Lower --lr, use --precision fp32, or try another "
-            f"--seed.")
+        check_finite(self.sums, [*self.net.parameters(), *self.net.buffers()],
+                     epoch=self.epoch, step=self.step, steps=len(self.train_batches),
+                     run="training", loss="the loss", state="the weights", kept=self._kept(),
+                     advice="Lower --lr, use --precision fp32, or try another --seed.")
 
     def _checkpoint(self, run: RunDir, seconds: float) -> None:
         run.save_torch(LAST, self._full_state(seconds))
