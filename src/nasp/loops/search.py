@@ -185,8 +185,8 @@ class _SearchSession:
                                     device=device, shuffle=False, channels_last=channels_last)
         # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
         # (the same batch on every rank, so that every rank measures the same numbers)
-        first = Batches(val_half, config.batch_size, device=device, shuffle=False,
-                        channels_last=channels_last)
+        first = Batches(val_half.take(slice(0, config.batch_size)), config.batch_size,
+                        device=device, shuffle=False, channels_last=channels_last)
         self.diagnostics = Diagnostics(self.space, self.net, next(iter(first))[0],
                                        self.strategy.arch)
         self.epoch = 0          # epochs completed
