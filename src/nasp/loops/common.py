@@ -247,9 +247,11 @@ class EpochSums:
         return None if finite == self.steps else self.start + finite
 
     def means(self, divisors: torch.Tensor | list[float]) -> list[float]:
-        """``sums / divisors`` as floats (one host sync)."""
-        return (self.sums / torch.as_tensor(divisors, dtype=self.sums.dtype,
-                                            device=self.sums.device)).tolist()
+        """``sums / divisors`` as floats (one host sync). Under torchrun, the mean over ranks
+        (averaged on the device): with equal shards, the means over the global batches."""
+        local = self.sums / torch.as_tensor(divisors, dtype=self.sums.dtype,
+                                            device=self.sums.device)
+        return distributed.all_average(local).tolist()
 
     def state_dict(self) -> dict[str, Any]:
         """Sums (on the CPU) and counts; only taken while every sum is finite."""

@@ -322,9 +322,8 @@ class _SearchSession:
         self._check_finite()
         train_loss = train_acc = arch_loss = child_loss = child_acc = None
         if steps:
-            # equal shards: the mean over ranks is the global batch mean
-            train_loss, train_acc, arch_loss = distributed.all_average(torch.tensor(
-                self.sums.means([self.sums.seen, self.sums.seen, steps]))).tolist()
+            train_loss, train_acc, arch_loss = self.sums.means([self.sums.seen, self.sums.seen,
+                                                                 steps])
         strategy.end_epoch()
         if strategy.trains:
             plans = strategy.child_plans()
