@@ -135,8 +135,7 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     ``runs/train-...``) and return the trained network and the per-epoch metrics."""
     named = isinstance(genotype, str) and genotype.strip().upper() in BUILTIN_GENOTYPES
     label = genotype.strip().upper() if named else "cell"
-    if not isinstance(genotype, (Genotype, NB201Genotype)):
-        genotype = resolve_genotype(genotype)
+    genotype = _as_genotype(genotype)
     dist = distributed.setup(config)  # torchrun: process group, this rank's device
     device = dist.device
     if not dist.is_main:  # distributed: only rank 0 prints, draws and logs
@@ -178,7 +177,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
     saved = genotype_from_dict(checkpoint["genotype"])
     differ = []
     if genotype is not None:
-        genotype = genotype if isinstance(genotype, Genotype) else resolve_genotype(genotype)
+        genotype = _as_genotype(genotype)
         if genotype != saved:
             differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
     config = resumed_config(config, changes, run_dir, differ)
@@ -205,6 +204,13 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
                              log=log)
     distributed.teardown(dist)
     return result
+
+
+def _as_genotype(genotype: Genotype | NB201Genotype | str) -> Genotype | NB201Genotype:
+    """A genotype object as it is; anything else through :func:`resolve_genotype`."""
+    if isinstance(genotype, (Genotype, NB201Genotype)):
+        return genotype
+    return resolve_genotype(genotype)
 
 
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
