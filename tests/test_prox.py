@@ -7,15 +7,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nasp.prox import edge_keep_mask, prox_c1, prox_c2, selection_indices
-from nasp.spaces import DartsCNNSpace
+from nasp.ops import primitive_set
+from nasp.prox import edge_keep_mask, prox_c1, prox_c2, selection_indices, tie_order
+from nasp.spaces import DartsCNNSpace, NB201Space
 
 SPACE = DartsCNNSpace("darts-7")
 EDGE_NODE = SPACE.edge_node
 
 
-def brute_force_c1(A: torch.Tensor, edge_node: torch.Tensor, keep: int) -> torch.Tensor:
-    """prox_C1 written out with Python loops, straight from its definition."""
+def brute_force_c1(A: torch.Tensor, edge_node: torch.Tensor, keep: int,
+                   names: list[str] | None = None) -> torch.Tensor:
+    """prox_C1 written out with Python loops, straight from its definition: ties to the lowest
+    op index, except that an op named ``none`` (when ``names`` are given) wins only when it is
+    strictly largest."""
     E, K = A.shape
     out = torch.zeros_like(A)
     for node in edge_node.unique().tolist():
@@ -24,7 +28,12 @@ def brute_force_c1(A: torch.Tensor, edge_node: torch.Tensor, keep: int) -> torch
         ranked = sorted(edges, key=lambda e: -max(A[e].tolist()))
         for e in ranked[:keep]:
             row = A[e].tolist()
-            out[e, row.index(max(row))] = 1.0  # index() finds the lowest maximal op
+            best = None
+            for k in range(K):  # a later op wins only when strictly larger, or over a tied none
+                if best is None or row[k] > row[best] or (
+                        row[k] == row[best] and names is not None and names[best] == "none"):
+                    best = k
+            out[e, best] = 1.0
     return out
 
 
@@ -108,3 +117,32 @@ def test_space_projection_per_cell_type():
     assert A_bar["normal"].shape == (14, 8) and A_bar["reduce"].shape == (14, 5)
     for t in A:
         assert torch.equal(A_bar[t], brute_force_c1(A[t], space.edge_node, 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays("float32", (14, 8), elements=values))
+def test_none_loses_ties_in_the_darts_set(a):
+    """The DARTS set has none first: at ties the projection takes the next op (the rule both
+    spaces share), and none only where it is strictly largest."""
+    space = DartsCNNSpace("darts")
+    names = list(space.primitives["normal"])
+    A = torch.from_numpy(a)
+    projected = space.project({"normal": A, "reduce": A})
+    expected = brute_force_c1(A, space.edge_node, 2, names)
+    assert torch.equal(projected["normal"], expected)
+    assert torch.equal(projected["reduce"], expected)
+
+
+def test_initial_point_is_not_the_dead_all_none_network():
+    """NASP starts at A = 0.5: no kept edge may select none (in either space)."""
+    for space in (DartsCNNSpace("darts"), NB201Space()):
+        A = {t: torch.full(s, 0.5) for t, s in space.arch_shapes().items()}
+        for t, a_bar in space.project(A).items():
+            chosen = [space.primitives[t][k] for k in selection_indices(a_bar).tolist() if k >= 0]
+            assert chosen and "none" not in chosen, (space.name, t, chosen)
+
+
+def test_tie_order_puts_none_last():
+    normal, _ = primitive_set("darts")
+    assert [normal[k] for k in tie_order(normal).tolist()] == [*normal[1:], "none"]
+    assert tie_order(["a", "b"]).tolist() == [0, 1]

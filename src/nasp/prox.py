@@ -6,9 +6,10 @@ pass:
 
 - :func:`prox_c2` is the Euclidean projection onto ``C2``: ``clamp(A, 0, 1)``.
 - :func:`prox_c1` projects onto ``C1``: per edge the largest entry becomes exactly 1 and the rest 0
-  (ties go to the lowest op index); then, for each node, only the ``keep`` incoming edges with the
-  largest raw row maximum ``max_k A[e, k]`` stay (ties go to the lowest edge index); the rows of the
-  other edges become all zero.
+  (ties go to the op that comes first in a tie order: the spaces put ``none`` last, see
+  :func:`tie_order`, so ``none`` wins only when it is strictly largest); then, for each node,
+  only the ``keep`` incoming edges with the largest raw row maximum ``max_k A[e, k]`` stay (ties
+  go to the lowest edge index); the rows of the other edges become all zero.
 
 Both run as a handful of tensor operations with no host synchronisation.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["edge_keep_mask", "prox_c1", "prox_c2", "selection_indices"]
+__all__ = ["best_ops", "edge_keep_mask", "prox_c1", "prox_c2", "selection_indices", "tie_order"]
 
 
 def prox_c2(A: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,30 @@ def edge_keep_mask(scores: torch.Tensor, edge_node: torch.Tensor, keep: int) -> 
     return rank < keep
 
 
-def prox_c1(A: torch.Tensor, edge_node: torch.Tensor, keep: int) -> torch.Tensor:
+def tie_order(primitives: tuple[str, ...] | list[str]) -> torch.Tensor:
+    """The column order in which ties are broken: every op in its own order, ``none`` last.
+
+    Why ``none`` loses ties: NASP starts from ``A = 0.5`` everywhere, where every entry ties. With
+    ties to the lowest index and ``none`` first (the DARTS set ``darts``), every edge would select
+    ``none``, the network would output a constant and every architecture gradient
+    ``<dL/d(edge output), o_k(x)>`` would be exactly 0: the search could never leave that point.
+    """
+    names = list(primitives)
+    return torch.tensor([k for k, n in enumerate(names) if n != "none"]
+                        + [k for k, n in enumerate(names) if n == "none"])
+
+
+def best_ops(A: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+    """Per row of ``A``, the column of its largest entry; ties go to the column that comes first
+    in ``order`` (a permutation of the columns, see :func:`tie_order`; None: lowest index)."""
+    if order is None:
+        return A.argmax(dim=1)  # the first maximal value
+    order = order.to(A.device)
+    return order[A[:, order].argmax(dim=1)]
+
+
+def prox_c1(A: torch.Tensor, edge_node: torch.Tensor, keep: int,
+            order: torch.Tensor | None = None) -> torch.Tensor:
     """Projection onto the discrete constraint set ``C1`` (see the module docstring).
 
     Args:
@@ -50,12 +74,14 @@ def prox_c1(A: torch.Tensor, edge_node: torch.Tensor, keep: int) -> torch.Tensor
         edge_node: for each edge, the index of the node it enters, shape ``(E,)``.
         keep: incoming edges kept per node (2 in the DARTS cell; a value at least the in-degree
             keeps every edge).
+        order: the column order in which ties between ops are broken (:func:`tie_order`; None:
+            the lowest op index wins).
 
     Returns:
         ``A_bar`` of the same shape and dtype: one-hot rows for kept edges, zero rows otherwise.
     """
     A = A.detach()
-    best = A.argmax(dim=1)  # first maximal value: ties go to the lowest op index
+    best = best_ops(A, order)
     one_hot = torch.zeros_like(A).scatter_(1, best[:, None], 1.0)
     kept = edge_keep_mask(A.amax(dim=1), edge_node, keep)
     return one_hot * kept[:, None].to(A.dtype)

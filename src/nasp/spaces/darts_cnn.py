@@ -23,7 +23,7 @@ from nasp.evaluation import AuxiliaryHead, ImageNetStem, drop_path
 from nasp.genotype import Genotype
 from nasp.mixed import CellPlan, MixedOp, sparse_sum
 from nasp.ops import OPS, FactorizedReduce, ReLUConvBN, op_parameter_count, primitive_set, search_op
-from nasp.prox import prox_c1
+from nasp.prox import prox_c1, tie_order
 from nasp.spaces.base import ArchTensors, Selection
 
 __all__ = ["ChildNetwork", "DartsCNNSpace", "Supernet"]
@@ -268,12 +268,15 @@ class DartsCNNSpace:
         self.offsets = _edge_offsets(steps)
         self.num_edges = sum(i + 2 for i in range(steps))
         self.edge_node = torch.tensor([i for i in range(steps) for _ in range(i + 2)])
+        # none loses ties in the projection (nasp.prox.tie_order): A = 0.5 is not a dead point
+        self.tie_order = {t: tie_order(self.primitives[t]) for t in CELL_TYPES}
 
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
         return {t: (self.num_edges, len(self.primitives[t])) for t in CELL_TYPES}
 
     def project(self, A: ArchTensors) -> dict[str, torch.Tensor]:
-        return {t: prox_c1(A[t], self.edge_node.to(A[t].device), self.keep) for t in CELL_TYPES}
+        return {t: prox_c1(A[t], self.edge_node.to(A[t].device), self.keep, self.tie_order[t])
+                for t in CELL_TYPES}
 
     def build_supernet(self, in_channels: int, num_classes: int, layers: int,
                        channels: int) -> Supernet:

@@ -25,14 +25,11 @@ Choices, as AutoDL-Projects' NAS-Bench-201 search models make them:
   ``none`` included, as AutoDL's NAS-Bench-201 baselines do (DARTS on the DARTS space excludes
   ``none``); that is what lets DARTS's collapse to parameter-free ops show.
 
-One deviation from the shared tie rule of :func:`nasp.prox.prox_c1` (ties: lowest op index),
-in :meth:`NB201Space.project` and :meth:`NB201Space.derive`: on an edge where several ops tie
-for the maximum, ``none`` loses the tie (it wins only when strictly largest); among the others
-the lowest index wins. Reason: NASP starts from ``A = 0.5`` everywhere; with the shared rule the
-projection would select ``none`` (op 0) on every edge, the network would output a constant, and
-every architecture gradient ``<dL/d(node), o_k(x)>`` would be 0 (nothing reaches a node that only
-``none`` edges feed), so NASP could never leave that point. With this rule it starts from the
-all-``skip_connect`` cell instead.
+Ties: in :meth:`NB201Space.project` and :meth:`NB201Space.derive` an edge where several ops tie
+for the maximum takes the lowest-index op other than ``none`` (``none`` wins only when strictly
+largest), the rule both spaces share (:func:`nasp.prox.tie_order`). So NASP starts from the
+all-``skip_connect`` cell rather than from the all-``none`` network, whose architecture gradient
+is zero.
 """
 
 from __future__ import annotations
@@ -46,7 +43,7 @@ from nasp.genotype import GenotypeError
 from nasp.mixed import CellPlan, MixedOp, sparse_sum
 from nasp.nb201_genotype import EDGES, NB201Genotype
 from nasp.ops import NB201_PRIMITIVES, OPS, ResNetBasicBlock, op_parameter_count
-from nasp.prox import prox_c1
+from nasp.prox import best_ops, prox_c1, tie_order
 from nasp.spaces.base import ArchTensors, Selection
 
 __all__ = ["NB201ChildNetwork", "NB201Space", "NB201Supernet"]
@@ -222,10 +219,7 @@ class NB201Space:
         self.num_edges = len(EDGES)
         self.keep = NODES  # at least every node's in-degree: prox_C1 keeps every edge
         self.edge_node = torch.tensor([j - 1 for j, _ in EDGES])
-        # column order in which ties are broken: every op before none (module docstring)
-        self.tie_order = torch.tensor(
-            [k for k, n in enumerate(NB201_PRIMITIVES) if n != "none"]
-            + [k for k, n in enumerate(NB201_PRIMITIVES) if n == "none"])
+        self.tie_order = tie_order(NB201_PRIMITIVES)  # none loses ties (module docstring)
 
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
         return {CELL: (self.num_edges, len(NB201_PRIMITIVES))}
@@ -233,20 +227,13 @@ class NB201Space:
     def project(self, A: ArchTensors) -> dict[str, torch.Tensor]:
         """``prox_C1``: per edge, the one-hot of its largest entry (``none`` loses ties)."""
         a = A[CELL]
-        order = self.tie_order.to(a.device)
-        projected = prox_c1(a[:, order], self.edge_node.to(a.device), self.keep)
-        out = torch.empty_like(projected)
-        out[:, order] = projected
-        return {CELL: out}
-
-    def _best_ops(self, W: torch.Tensor) -> list[int]:
-        """Per row of ``W``, the index of its largest entry, ``none`` losing ties."""
-        return self.tie_order[W[:, self.tie_order].argmax(dim=1)].tolist()
+        return {CELL: prox_c1(a, self.edge_node.to(a.device), self.keep, self.tie_order)}
 
     def derive(self, A: ArchTensors) -> NB201Genotype:
         """``argmax_k softmax(A)[e, k]`` on every edge, over all ops (``none`` included)."""
         W = torch.softmax(A[CELL].detach().double().cpu(), dim=-1)
-        return NB201Genotype(tuple(NB201_PRIMITIVES[k] for k in self._best_ops(W)))
+        best = best_ops(W, self.tie_order).tolist()
+        return NB201Genotype(tuple(NB201_PRIMITIVES[k] for k in best))
 
     def genotype_of(self, selection: Selection) -> NB201Genotype:
         chosen = tuple(selection[CELL])
