@@ -32,6 +32,7 @@ The search loop uses :func:`open_benchmark`, :func:`benchmark_record` and
 
 from __future__ import annotations
 
+import bisect
 import csv
 import math
 import os
@@ -84,11 +85,14 @@ class BenchmarkTable:
     """
 
     def __init__(self, source: str, datasets: Sequence[str], query: Query,
-                 notes: Mapping[str, str] | None = None):
+                 notes: Mapping[str, str] | None = None,
+                 column_values: Callable[[str], list[float]] | None = None):
         self.source = source
         self.datasets = tuple(datasets)
         self._query = query
         self._notes = dict(notes or {})  # column -> why it is not an accuracy column
+        self._column_values = column_values
+        self._sorted: dict[str, list[float]] = {}
 
     def __repr__(self) -> str:
         return f"BenchmarkTable({self.source!r}, datasets={self.datasets})"
@@ -125,6 +129,18 @@ class BenchmarkTable:
         """Benchmark accuracy (a fraction) of ``arch`` on ``dataset``; None when the table does
         not hold that architecture (or has no value for it in that column)."""
         return self._query(_arch_string(arch), self.column(dataset))
+
+    def percentile(self, accuracy: float, dataset: str) -> float | None:
+        """The share (in %) of the table's architectures whose ``dataset`` accuracy is at most
+        ``accuracy`` (the best cell: 100); None when the table cannot list a column (NATS-Bench
+        files)."""
+        if self._column_values is None:
+            return None
+        column = self.column(dataset)
+        if column not in self._sorted:
+            self._sorted[column] = sorted(self._column_values(column))
+        ranked = self._sorted[column]
+        return 100.0 * bisect.bisect_right(ranked, accuracy) / len(ranked)
 
 
 # -------------------------------------------------------------------------------------- CSV
@@ -238,7 +254,8 @@ def _load_csv(path: Path) -> BenchmarkTable:
         values[key] = entry
         first_line.setdefault(key, line)
     return BenchmarkTable(str(path), [header[c] for c in scales],
-                          lambda arch, column: values.get(arch, {}).get(column), notes)
+                          lambda arch, column: values.get(arch, {}).get(column), notes,
+                          lambda column: [v[column] for v in values.values() if column in v])
 
 
 # -------------------------------------------------------------------------------- nats_bench
@@ -309,8 +326,13 @@ def open_benchmark(config: Any) -> BenchmarkLookup | None:
 
 
 def benchmark_record(lookup: BenchmarkLookup | None, genotype: Any) -> dict[str, Any]:
-    """``{"benchmark_acc": fraction or None}`` for a metrics record; ``{}`` without a lookup."""
-    return {} if lookup is None else {"benchmark_acc": lookup(genotype)}
+    """``{"benchmark_acc": fraction or None, "benchmark_percentile": % or None}`` for a metrics
+    record (the percentile: :meth:`BenchmarkTable.percentile`); ``{}`` without a lookup."""
+    if lookup is None:
+        return {}
+    acc = lookup(genotype)
+    percentile = None if acc is None else lookup.table.percentile(acc, lookup.column)
+    return {"benchmark_acc": acc, "benchmark_percentile": percentile}
 
 
 def benchmark_note(lookup: BenchmarkLookup | None, record: Mapping[str, Any]) -> str:
@@ -319,4 +341,6 @@ def benchmark_note(lookup: BenchmarkLookup | None, record: Mapping[str, Any]) ->
         return ""
     value = record.get("benchmark_acc")
     shown = "not in the table" if value is None else f"{100 * value:.2f}%"
+    if record.get("benchmark_percentile") is not None:
+        shown += f" (percentile {record['benchmark_percentile']:.1f})"
     return f"  benchmark {lookup.column} acc {shown}"
