@@ -89,6 +89,22 @@ def _search_parser(sub) -> None:
                         "with autograd, as the original code)")
     p.add_argument("--init-noise", type=float, metavar="STD",
                    help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
+    p.add_argument("--a-lr", type=float, metavar="LR",
+                   help="architecture step size (Adam learning rate; default 3e-4)")
+    p.add_argument("--warmup-epochs", type=int, metavar="N",
+                   help="NASP, DARTS: the first N epochs make no architecture step and train "
+                        "uniformly drawn paths of the supernet instead (default 0)")
+    p.add_argument("--unselected-weights", choices=["decay", "frozen"],
+                   help="weights of ops a step does not run: decay (a zero gradient, so weight "
+                        "decay and momentum still act, as the reference code; default) or "
+                        "frozen (untouched)")
+    p.add_argument("--nasp-cell", choices=["projection", "softmax"],
+                   help="NASP: the cell returned: projection (the trained child at "
+                        "prox_C1(A); default) or softmax (the DARTS derivation on softmax(A), "
+                        "as the released code)")
+    p.add_argument("--arch-update", choices=["lazy", "plain"],
+                   help="NASP: lazy proximal iteration (the paper's Algorithm 2, default) or "
+                        "plain proximal gradient on the discrete architecture (Algorithm 1)")
     p.add_argument("--benchmark", metavar="PATH",
                    help="--space nb201: log the NAS-Bench-201 accuracy of the genotype every "
                         "epoch, looked up in PATH (a CSV table of arch strings and accuracies, "
@@ -119,7 +135,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
-                     "arch_mode", "init_noise", "random_samples", "seed", "device",
+                     "arch_mode", "init_noise", "a_lr", "warmup_epochs", "unselected_weights",
+                     "nasp_cell", "arch_update", "random_samples", "seed", "device",
                      "memory_format", "precision", "checkpoint_every", "deterministic", "sync_bn",
                      "out", "benchmark", "benchmark_column")
     }

@@ -199,6 +199,12 @@ class SearchConfig(_Config):
     size_penalty: float = 0.0
     arch_mode: str = "sparse"
     init_noise: float = 0.0
+    arch_update: str = "lazy"          # lazy (Algorithm 2) | plain (Algorithm 1)
+    nasp_cell: str = "projection"      # the cell NASP returns: projection | softmax
+    # NASP, DARTS: epochs of uniformly sampled paths before the first architecture step
+    warmup_epochs: int = 0
+    # weights of ops a step does not run: decay (zero gradient) | frozen (no gradient)
+    unselected_weights: str = "decay"
     # NAS-Bench-201 look-up (space nb201): a CSV table or NATS-Bench files, and the column to
     # report (default: the column of `dataset`, see nasp.benchmark)
     benchmark: str | None = None
@@ -238,6 +244,9 @@ class SearchConfig(_Config):
         """Raise :class:`ConfigError` for a value no search can run with; store ``a_betas`` as
         a tuple of floats."""
         self._check_common({"arch_mode": ("sparse", "reference"),
+                            "arch_update": ("lazy", "plain"),
+                            "nasp_cell": ("projection", "softmax"),
+                            "unselected_weights": ("decay", "frozen"),
                             **{k: v for k, v in _known_names().items() if k != "dataset"}})
         if self.subset is not None and (not _is_int(self.subset) or self.subset < 2):
             raise ConfigError(f"--subset must be an integer of at least 2, got {self.subset!r}")
@@ -249,6 +258,10 @@ class SearchConfig(_Config):
                 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
             raise ConfigError(f"a_betas must be a list of two numbers in [0, 1), got {betas!r}")
         self.a_betas = tuple(float(b) for b in betas)
+        if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"--warmup-epochs must be an integer from 0 to --epochs - 1 "
+                              f"({self.epochs - 1}) so that some epochs search the "
+                              f"architecture, got {self.warmup_epochs!r}")
         if self.random_samples is not None and (not _is_int(self.random_samples)
                                                 or self.random_samples < 1):
             raise ConfigError(f"--random-samples must be a positive integer, got "

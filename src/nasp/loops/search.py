@@ -19,6 +19,7 @@ is NaN or infinite: the run stops with :class:`~nasp.loops.common.NonFiniteError
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -183,6 +184,7 @@ class _SearchSession:
                                   shard=distributed.shard()).forever()
         self.eval_batches = Batches(distributed.part(val_half), 2 * config.batch_size,
                                     device=device, shuffle=False, channels_last=channels_last)
+        self.strategy.set_evaluator(self._evaluate)
         # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
         # (the same batch on every rank, so that every rank measures the same numbers)
         first = Batches(val_half.take(slice(0, config.batch_size)), config.batch_size,
@@ -196,6 +198,11 @@ class _SearchSession:
         self.cpu_seconds = 0.0  # process CPU time of the same
         self.history: list[dict[str, Any]] = []
         self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the last checkpoint
+
+    def _evaluate(self, plans) -> dict[str, float]:
+        """Loss and accuracy of the supernet at discrete ``plans`` on the validation half."""
+        return evaluate_classifier(self.net, self.eval_batches,
+                                   forward=lambda x: self.net(x, plans))
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self, seconds: float, cpu_seconds: float) -> dict[str, Any]:
@@ -280,6 +287,11 @@ class _SearchSession:
         genotype = self.strategy.genotype()
         run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in self.strategy.arch.items()})
         run.write_text("genotype.json", genotype.to_json() + "\n")
+        cells = self.strategy.cells()
+        if cells:
+            run.write_text("genotypes.json", json.dumps(
+                {name: {"genotype": g.to_dict(), **benchmark_record(self.bench, g)}
+                 for name, g in cells.items()}, indent=2) + "\n")
         if plots:
             write_pictures(run.path, log)
         log(f"genotype: {genotype}"
@@ -326,9 +338,7 @@ class _SearchSession:
                                                                  steps])
         strategy.end_epoch()
         if strategy.trains:
-            plans = strategy.child_plans()
-            child = evaluate_classifier(self.net, self.eval_batches,
-                                        forward=lambda x, p=plans: self.net(x, p))
+            child = self._evaluate(strategy.child_plans())
             child_loss, child_acc = child["loss"], child["top1"]
             strategy.child_evaluated(child)
         genotype = strategy.genotype()
@@ -341,6 +351,10 @@ class _SearchSession:
             "diagnostics": self.diagnostics.measure(strategy.arch, genotype),
             **strategy.epoch_metrics(), **benchmark_record(self.bench, genotype),
         }
+        cells = strategy.cells()
+        if cells:
+            record["cells"] = {name: {"genotype": g.to_dict(), **benchmark_record(self.bench, g)}
+                               for name, g in cells.items()}
         self.history.append(record)
         self.epoch, self.step, self.sums = self.epoch + 1, 0, EpochSums()
         self.seconds = self.cpu_seconds = 0.0

@@ -1,5 +1,5 @@
 """Search strategies by name: ``nasp``, ``darts`` (first order), ``darts2`` (second order),
-``random`` (random search)."""
+``random`` (random search), ``random-ws`` (random search with weight sharing)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from nasp.spaces.base import SearchSpace
 from nasp.strategies.base import Strategy
 from nasp.strategies.darts import DARTS, DARTS2
 from nasp.strategies.nasp import NASP
-from nasp.strategies.random import RandomSearch
+from nasp.strategies.random import RandomSearch, SharedWeightRandomSearch
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (NASP, DARTS, DARTS2, RandomSearch)}
+    cls.name: cls for cls in (NASP, DARTS, DARTS2, RandomSearch, SharedWeightRandomSearch)}
 
 
 def build_strategy(name: str, space: SearchSpace, net: nn.Module,
@@ -27,5 +27,5 @@ def build_strategy(name: str, space: SearchSpace, net: nn.Module,
     return cls(space, net, config)
 
 
-__all__ = ["DARTS", "DARTS2", "NASP", "STRATEGIES", "RandomSearch", "Strategy",
-           "build_strategy"]
+__all__ = ["DARTS", "DARTS2", "NASP", "STRATEGIES", "RandomSearch", "SharedWeightRandomSearch",
+           "Strategy", "build_strategy"]

@@ -5,15 +5,29 @@ optimisers. The search loop calls :meth:`Strategy.step` once per iteration with 
 (for the network weights) and a validation batch (for the architecture), and
 :meth:`Strategy.end_epoch` after each epoch.
 
-Network weights: SGD (lr ``w_lr``, momentum, weight decay), the lr annealed with a cosine from
-``w_lr`` to ``w_lr_min`` over the epochs, gradient norm clipped to ``grad_clip``.
+Network weights: SGD (lr ``w_lr``, momentum, weight decay), gradient norm clipped to
+``grad_clip``. The lr follows a cosine from ``w_lr`` to ``w_lr_min`` as the reference code of DARTS
+and NASP runs it: epoch ``e`` (0-based) of ``E`` trains with the cosine's value at ``e + 1``, so
+the last epoch trains at ``w_lr_min`` (their loops call ``scheduler.step()`` before each epoch).
 Architecture: Adam (``a_lr``, ``a_betas``) with coupled weight decay ``a_weight_decay``.
+
+Weights of operations a step does not run (NASP's unselected ops, a sampled path's others):
+with ``unselected_weights = "decay"`` (the default, as the reference NASP code behaves, whose
+every parameter has a zeroed gradient at each step) they get a zero gradient, so SGD still
+applies weight decay to them and their momentum fades; with ``"frozen"`` they get no gradient and
+SGD leaves them and their momentum buffers untouched until they run again.
+
+Warm-up: in the first ``warmup_epochs`` epochs a strategy that honours it (NASP, DARTS) makes no
+architecture step; each step trains the weights of one path drawn uniformly from the space
+(:meth:`path_step`; SPOS, Guo et al. 2020), so every candidate op is trained before the
+architecture is judged.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -30,7 +44,25 @@ from nasp.spaces.base import SearchSpace
 Batch = tuple[torch.Tensor, torch.Tensor]
 Plans = Mapping[str, CellPlan]
 
-__all__ = ["Batch", "Plans", "Strategy"]
+__all__ = ["Batch", "Evaluator", "Plans", "Strategy", "cosine_schedule"]
+
+#: The search loop's evaluation of discrete plans on the validation half (``loss``, ``top1``).
+Evaluator = Callable[[Plans], Mapping[str, float]]
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int,
+                    lr_min: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """The reference codes' cosine schedule: epoch ``e`` of ``epochs`` trains with
+    ``lr_min + (lr - lr_min) (1 + cos(pi (e + 1) / epochs)) / 2``, the last at ``lr_min``."""
+
+    def factor(e: int, lr: float) -> float:
+        if lr == 0:
+            return 1.0
+        return (lr_min + (lr - lr_min) * (1 + math.cos(math.pi * min(e + 1, epochs) / epochs))
+                / 2) / lr
+
+    factors = [lambda e, lr=g["lr"]: factor(e, lr) for g in optimizer.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
 class Strategy(ABC):
@@ -52,12 +84,16 @@ class Strategy(ABC):
         self.weights = [p for p in net.parameters()]
         self.w_optim = torch.optim.SGD(self.weights, lr=config.w_lr, momentum=config.w_momentum,
                                        weight_decay=config.w_weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.w_optim, T_max=config.epochs, eta_min=config.w_lr_min)
+        self.scheduler = cosine_schedule(self.w_optim, config.epochs, config.w_lr_min)
         self.a_optim = torch.optim.Adam(list(self.arch.values()), lr=config.a_lr,
                                         betas=config.a_betas, weight_decay=config.a_weight_decay)
         # data-parallel: every rank starts from rank 0's weights and architecture
         distributed.broadcast_([*net.parameters(), *net.buffers(), *self.arch.values()])
+        self.epoch = 0  # the current epoch (0-based), set by begin_epoch
+        # uniformly sampled paths (warm-up, random search with weight sharing): one generator,
+        # seeded alike on every rank, so that all ranks train the same path
+        self.path_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.evaluator: Evaluator | None = None
 
     # -- to implement --------------------------------------------------------------------------
     @abstractmethod
@@ -84,6 +120,11 @@ class Strategy(ABC):
     def genotype(self) -> Genotype:
         return self.space.derive(self.arch)
 
+    def cells(self) -> dict[str, Genotype]:
+        """Candidate cells a strategy can return besides :meth:`genotype`, by name (recorded
+        per epoch and in ``genotypes.json``); none by default."""
+        return {}
+
     def child_plans(self) -> dict[str, CellPlan]:
         """Discrete plans of the current child network (evaluated after each epoch)."""
         selection = self.space.selection_of(self.genotype())
@@ -95,7 +136,17 @@ class Strategy(ABC):
     # -- per-epoch hooks of the search loop (no-ops here; random search uses them) ------------
     def begin_epoch(self, epoch: int) -> None:
         """Called before the steps of epoch ``epoch`` (0-based)."""
-        return None
+        self.epoch = epoch
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether the current epoch is one of the ``warmup_epochs`` (no architecture steps)."""
+        return self.epoch < self.config.warmup_epochs
+
+    def set_evaluator(self, evaluator: Evaluator) -> None:
+        """The search loop hands over its evaluation of discrete plans on the validation half
+        (a strategy that scores candidates with the shared weights uses it)."""
+        self.evaluator = evaluator
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         """The loop's evaluation (``loss``, ``top1``, ...) of :meth:`child_plans` on the
@@ -111,17 +162,31 @@ class Strategy(ABC):
         return ""
 
     def weight_step(self, batch: Batch, plans: Plans) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the network weights; returns (loss, number of correct predictions)."""
+        """One SGD step on the network weights; returns (loss, number of correct predictions).
+
+        Parameters the plans do not run get a zero gradient (``unselected_weights = "decay"``)
+        or none (``"frozen"``); see the module docstring."""
         x, y = batch
         self.w_optim.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.net(x, plans)
             loss = F.cross_entropy(logits, y)
         loss.backward()
+        if self.config.unselected_weights == "decay":
+            for w in self.weights:
+                if w.grad is None:
+                    w.grad = torch.zeros_like(w)
         distributed.average_gradients_(self.weights)  # data-parallel: mean over ranks
         nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
         self.w_optim.step()
         return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+    def path_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """A weight step through one path drawn uniformly from the space (every edge of the
+        path runs its drawn op; see ``SearchSpace.random_selection``)."""
+        selection = self.space.random_selection(self.path_generator)
+        return self.weight_step(batch, {t: CellPlan("discrete", selection=s)
+                                        for t, s in selection.items()})
 
     def set_arch_grads(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Adam step on the architecture parameters with the given gradients (averaged over the
@@ -140,6 +205,8 @@ class Strategy(ABC):
             "w_optim": self.w_optim.state_dict(),
             "a_optim": self.a_optim.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "path_generator": self.path_generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -153,3 +220,6 @@ class Strategy(ABC):
         self.w_optim.load_state_dict(state["w_optim"])
         self.a_optim.load_state_dict(state["a_optim"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = state.get("epoch", self.epoch)
+        if "path_generator" in state:
+            self.path_generator.set_state(state["path_generator"])

@@ -17,6 +17,26 @@ op ``k`` normalised over the primitive set (sum 1); ``lambda`` is ``size_penalty
 The normal cell is the space's first cell type (``"normal"`` in the DARTS space, the one cell of
 NAS-Bench-201).
 
+Options (``SearchConfig``; the ``faithful`` preset sets the paper's and reference code's values):
+
+- ``arch_update``: ``"lazy"`` is the paper's Algorithm 2 above (continuous ``A``, network at
+  ``prox_C1(A)``); ``"plain"`` is its Algorithm 1, the plain proximal gradient step on the
+  discrete architecture: after each step ``A`` itself becomes ``A_bar`` (kept for the paper's
+  comparison RQ2; a step of size ``a_lr`` from a one-hot point rarely changes the argmax).
+- ``warmup_epochs``: the first epochs make no architecture step; each step trains one uniformly
+  drawn path instead (:meth:`~nasp.strategies.base.Strategy.path_step`).
+- ``nasp_cell``: the cell returned (and logged, and scored): ``"projection"``, the child at
+  ``A_bar = prox_C1(A)`` that the search trains and evaluates, or ``"softmax"``, the DARTS
+  derivation on ``softmax(A)`` (per node the edges with the largest softmax maximum), which the
+  released code's ``genotype()`` returns and which can differ from the trained child on the DARTS
+  space (on NAS-Bench-201, where every edge is kept, the two are the same cell). Both are
+  recorded every epoch (``cells`` in metrics.jsonl) and at the end (``genotypes.json``).
+
+Per epoch :meth:`epoch_metrics` reports how decided the choice is: ``flips``, the steps whose
+architecture step changed the projected cell, and ``margin``, the mean over edges of the gap
+between the two largest entries of ``A`` (the softmax entropy says little here: with ``A`` in
+``[0, 1]`` it can only range over a sliver of ``[0, log K]``).
+
 The architecture step runs in ``sparse`` mode by default (the selected ops with autograd, the
 others forward-only; exact gradients, see :mod:`nasp.mixed`); ``arch_mode="reference"`` runs
 every op with autograd as the original code does. Both give the same update.
@@ -24,9 +44,12 @@ every op with autograd as the original code does. Both give the same update.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
+from nasp.genotype import Genotype
 from nasp.mixed import CellPlan
 from nasp.prox import prox_c2, selection_indices
 from nasp.strategies.base import Batch, Strategy
@@ -42,6 +65,7 @@ class NASP(Strategy):
         self.size_cell = space.cell_types[0]  # the normal cell: the one R counts
         like = self.arch[self.size_cell]
         self.costs = space.op_costs(self.size_cell).to(like.device, like.dtype)
+        self.flips = 0  # steps of the current epoch that changed the projected cell
         self.project()
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
@@ -82,18 +106,59 @@ class NASP(Strategy):
         with torch.no_grad():
             for a in self.arch.values():
                 a.copy_(prox_c2(a))
+        before = self.selection
         self.project()
+        self.flips += self.selection != before
+        if self.config.arch_update == "plain":  # Algorithm 1: A stays discrete
+            with torch.no_grad():
+                for t, a in self.arch.items():
+                    a.copy_(self.A_bar[t])
         return arch_loss
 
     def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+        if self.warming_up:
+            loss, correct = self.path_step(train)
+            return {"train_loss": loss, "train_correct": correct, "arch_loss": loss.new_zeros(())}
         arch_loss = self.arch_step(val)
         loss, correct = self.weight_step(train, self.child_plans())
         return {"train_loss": loss, "train_correct": correct, "arch_loss": arch_loss}
+
+    def cells(self) -> dict[str, Genotype]:
+        """The two cells NASP can return: ``projection`` (the trained child) and ``softmax``."""
+        return {"projection": self.space.genotype_of(self.selection),
+                "softmax": self.space.derive(self.arch)}
+
+    def genotype(self) -> Genotype:
+        """The cell ``nasp_cell`` names (see the module docstring)."""
+        if self.config.nasp_cell == "projection":
+            return self.space.genotype_of(self.selection)
+        return self.space.derive(self.arch)
+
+    def begin_epoch(self, epoch: int) -> None:
+        super().begin_epoch(epoch)
+        self.flips = 0
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        margins = []
+        for a in self.arch.values():
+            top = a.detach().topk(2, dim=1).values
+            margins.extend((top[:, 0] - top[:, 1]).tolist())
+        return {"nasp": {"flips": self.flips, "margin": sum(margins) / len(margins),
+                         "warmup": self.warming_up}}
+
+    def epoch_summary(self) -> str:
+        if self.warming_up:
+            return "warm-up (sampled paths)"
+        return f"flips {self.flips}  margin {self.epoch_metrics()['nasp']['margin']:.4f}"
 
     def child_plans(self) -> dict[str, CellPlan]:
         """The network NASP trains: the discrete child at ``A_bar``."""
         return {t: CellPlan("discrete", selection=s) for t, s in self.selection.items()}
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "flips": self.flips}
+
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        self.flips = state.get("flips", 0)
         self.project()

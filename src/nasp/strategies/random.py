@@ -38,9 +38,9 @@ from nasp.config import ConfigError, SearchConfig
 from nasp.genotype import Genotype
 from nasp.mixed import CellPlan
 from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import Batch, Strategy
+from nasp.strategies.base import Batch, Strategy, cosine_schedule
 
-__all__ = ["RandomSearch", "Scorer", "benchmark_scorer"]
+__all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scorer"]
 
 #: Score of a genotype (higher is better), or None when it cannot be scored.
 Scorer = Callable[[Genotype], "float | None"]
@@ -56,13 +56,17 @@ class RandomSearch(Strategy):
 
     name = "random"
 
+    #: True: the candidates share the supernet's weights (:class:`SharedWeightRandomSearch`)
+    shared = False
+
     def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig,
                  scorer: Scorer | None = None):
         super().__init__(space, net, config)
-        self.scorer = scorer if scorer is not None else benchmark_scorer(config)
+        self.scorer = None if self.shared else (
+            scorer if scorer is not None else benchmark_scorer(config))
         self.trains = self.scorer is None
-        samples = config.random_samples or config.epochs
-        if self.trains and samples > config.epochs:
+        samples = config.random_samples or self.default_samples(config.epochs)
+        if self.trains and not self.shared and samples > config.epochs:
             raise ConfigError(
                 f"--random-samples {samples} is more than --epochs {config.epochs}: without a "
                 f"benchmark table every sampled architecture is trained for at least one epoch; "
@@ -70,8 +74,14 @@ class RandomSearch(Strategy):
         generator = torch.Generator().manual_seed(config.seed)
         self.candidates = [space.random_selection(generator) for _ in range(samples)]
         self.scores: list[float | None] = [None] * samples
-        self.initial_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        self.initial_state = None if self.shared else {
+            k: v.detach().clone() for k, v in net.state_dict().items()}
         self.epoch = 0
+
+    @staticmethod
+    def default_samples(epochs: int) -> int:
+        """Candidates drawn when ``random_samples`` is not given: one per epoch."""
+        return epochs
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
         return torch.zeros(shape)
@@ -110,8 +120,7 @@ class RandomSearch(Strategy):
         c = self.config
         self.w_optim = torch.optim.SGD(self.weights, lr=c.w_lr, momentum=c.w_momentum,
                                        weight_decay=c.w_weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.w_optim, T_max=epochs, eta_min=c.w_lr_min)
+        self.scheduler = cosine_schedule(self.w_optim, epochs, c.w_lr_min)
 
     def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
         loss, correct = self.weight_step(train, self.child_plans())
@@ -187,9 +196,56 @@ class RandomSearch(Strategy):
             raise ValueError(f"the checkpoint sampled {len(saved['candidates'])} architectures, "
                              f"this search {len(self.candidates)}")
         self.epoch = saved["epoch"]
-        if self.trains:  # the optimiser and schedule of the candidate being trained
+        if self.trains and not self.shared:  # the optimiser and schedule of the candidate
             self._restart()
         super().load_state_dict(state)
         self.candidates = [{t: tuple(s) for t, s in c.items()} for c in saved["candidates"]]
         self.scores = list(saved["scores"])
         self.initial_state = saved["initial_state"]
+
+
+class SharedWeightRandomSearch(RandomSearch):
+    """Random search with weight sharing (Li & Talwalkar, 2019): one supernet is trained
+    through uniformly drawn paths (:meth:`~nasp.strategies.base.Strategy.path_step`, one path
+    per step, with the search's cosine schedule over all epochs); at the end of epoch ``e`` the
+    candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` and the best candidate so far are
+    scored by their validation accuracy with the supernet's current weights (the search loop's
+    evaluation on the validation half), so the best is always judged with the latest weights.
+    Never looks at a benchmark table. ``K = random_samples``, by default 5 per epoch."""
+
+    name = "random-ws"
+    shared = True
+
+    @staticmethod
+    def default_samples(epochs: int) -> int:
+        return 5 * epochs
+
+    def handled(self, epoch: int) -> list[int]:
+        return list(self.scored_in(epoch))
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+        loss, correct = self.path_step(train)
+        return {"train_loss": loss, "train_correct": correct, "arch_loss": loss.new_zeros(())}
+
+    def child_plans(self) -> dict[str, CellPlan]:
+        """The best candidate so far (the first before any is scored)."""
+        best = self.best
+        return {t: CellPlan("discrete", selection=s)
+                for t, s in self.candidates[0 if best is None else best].items()}
+
+    def end_epoch(self) -> None:
+        self.scheduler.step()
+        if self.evaluator is None:
+            raise RuntimeError("random-ws scores candidates with the search loop's evaluation; "
+                               "call set_evaluator first")
+        incumbent = self.best
+        for i in [*self.scored_in(self.epoch), *([] if incumbent is None else [incumbent])]:
+            plans = {t: CellPlan("discrete", selection=s)
+                     for t, s in self.candidates[i].items()}
+            self._score(i, self.evaluator(plans)["top1"])
+
+    def child_evaluated(self, result: Mapping[str, float]) -> None:
+        return None
