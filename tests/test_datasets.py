@@ -25,7 +25,6 @@ from nasp.data import (
     ImageDataset,
     default_data_dir,
     load_dataset,
-    search_split,
 )
 from nasp.data import datasets as datasets_module
 
@@ -516,30 +515,3 @@ def test_folder_without_pillow_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(DatasetError, match=r"torch-nasp\[images\]"):
         load_dataset("folder", tmp_path)
-
-
-# --- search_split ------------------------------------------------------------------------------
-
-
-def test_search_split_halves_in_order():
-    ds = make_dataset([0, 1, 2, 0, 1, 2, 0])
-    first, second = search_split(ds)
-    assert first.images[:, 0, 0, 0].tolist() == [0, 1, 2]
-    assert second.images[:, 0, 0, 0].tolist() == [3, 4, 5, 6]
-    assert second.labels.tolist() == [0, 1, 2, 0] and first.classes == ds.classes
-    first, second = search_split(ds, subset=4)
-    assert first.images[:, 0, 0, 0].tolist() == [0, 1]
-    assert second.images[:, 0, 0, 0].tolist() == [2, 3]
-
-
-@pytest.mark.parametrize(("labels", "subset", "match"), [
-    ([0, 1, 2], 4, "--subset 4 is larger"),
-    ([0, 1, 2], 1, "at least 2 images.*--subset"),
-    ([0, 1, 2], 0, "at least 2 images.*--subset"),
-    ([1, 1, 1, 2], 3, "one class.*--subset"),
-    ([1, 1], None, "one class"),
-    ([1], None, "at least 2"),
-])
-def test_search_split_refuses_unusable_subsets(labels, subset, match):
-    with pytest.raises(DatasetError, match=match):
-        search_split(make_dataset(labels), subset)

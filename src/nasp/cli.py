@@ -74,7 +74,8 @@ def _search_parser(sub) -> None:
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
     p.add_argument("--subset", type=int, metavar="N",
-                   help="use only the first N training images (split in two halves)")
+                   help="use only N training images, a class-stratified sample drawn with "
+                        "--seed (cut in two stratified halves)")
     p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
                    help="candidate op set (default darts-7)")
     p.add_argument("--epochs", type=int)
@@ -183,7 +184,9 @@ def _train_parser(sub) -> None:
                         "224x224 images, 14 cells, C 48, 250 epochs)")
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
-    p.add_argument("--subset", type=int, metavar="N", help="train on the first N images only")
+    p.add_argument("--subset", type=int, metavar="N",
+                   help="train on N training images only, a class-stratified sample drawn with "
+                        "--seed")
     p.add_argument("--network", choices=["cifar", "imagenet"],
                    help="cifar: 3x3 stem (default); imagenet: three stride-2 stem convolutions")
     p.add_argument("--epochs", type=int)
@@ -425,7 +428,8 @@ def _compare_parser(sub) -> None:
                    help="data set of the searches and of the training")
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
     p.add_argument("--subset", type=int, metavar="N",
-                   help="search on the first N training images only")
+                   help="search on N training images only, a class-stratified sample drawn "
+                        "with each seed")
     p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS))
     p.add_argument("--epochs", type=int, help="search epochs (the budget of every strategy)")
     p.add_argument("--layers", type=int, help="cells in the supernet")
@@ -448,7 +452,8 @@ def _compare_parser(sub) -> None:
     p.add_argument("--train-channels", type=int)
     p.add_argument("--train-batch-size", type=int)
     p.add_argument("--train-subset", type=int, metavar="N",
-                   help="train on the first N training images only")
+                   help="train on N training images only, a class-stratified sample drawn "
+                        "with each seed")
     p.add_argument("--train-lr", type=float)
     p.add_argument("--train-cutout", type=int, metavar="PIXELS")
     p.add_argument("--train-drop-path", type=float, metavar="P")

@@ -8,6 +8,8 @@ from nasp.data.datasets import (
     default_data_dir,
     load_dataset,
     search_split,
+    stratified_split,
+    subset_of,
 )
 
 __all__ = [
@@ -19,4 +21,6 @@ __all__ = [
     "default_data_dir",
     "load_dataset",
     "search_split",
+    "stratified_split",
+    "subset_of",
 ]

@@ -16,6 +16,11 @@ of :data:`DATASETS`:
   ``train/`` and ``test/`` (or ``val/``) sub-folders, those are the splits; otherwise a fixed seeded
   10% of the images (at least one) is the ``test`` split and the rest the ``train`` split.
 
+:func:`search_split` cuts a training split into the search's two halves and :func:`subset_of`
+draws a ``--subset``; both are seeded, class-stratified samples (:func:`stratified_split`), so
+they hold every class in proportion whatever the order of the images (a folder data set is read
+class by class).
+
 Any problem with the data raises :class:`DatasetError` (a ``ValueError``), whose message is one
 line saying what was looked at, what was wrong and how to get or fix the data: a missing,
 truncated or corrupt file (bad pickle, bad gzip stream, wrong idx magic number or a header that
@@ -59,6 +64,8 @@ __all__ = [
     "default_data_dir",
     "load_dataset",
     "search_split",
+    "stratified_split",
+    "subset_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -159,25 +166,92 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
     return DATASETS[key](None if root is None else Path(root).expanduser(), split, download)
 
 
-def search_split(ds: ImageDataset, subset: int | None = None) -> tuple[ImageDataset, ImageDataset]:
-    """The DARTS search split: of the first ``subset`` images (all if None), the first half
-    trains the weights and the second half the architecture (it gets the odd image).
+def stratified_split(ds: ImageDataset, sizes: Sequence[int], seed: int) -> list[ImageDataset]:
+    """Disjoint, seeded, class-stratified samples of ``ds`` with ``sizes`` images each.
+
+    The ``n = sum(sizes)`` images drawn hold ``n * share`` of every class, rounded by largest
+    remainders (ties to the lower class index) so that the total is exactly ``n``. The parts are
+    cut from them in turn the same way: each part takes its size from what is left of every class
+    in proportion, so the halves ``[n // 2, n - n // 2]`` split every class as evenly as possible.
+    Which images: per class a random order drawn from a CPU :class:`torch.Generator` seeded with
+    ``seed``, read from its start; each part is then shuffled by that generator. The global random
+    state is neither used nor changed, so the same ``ds`` and ``seed`` give the same parts in every
+    process (every torchrun rank, a resumed run), and every part holds every class in proportion
+    whatever the order of the images in ``ds``.
+
+    Raises :class:`DatasetError` when ``n`` exceeds the data set (a ``--subset`` that is too
+    large), ``ValueError`` for a negative size.
+    """
+    if any(size < 0 for size in sizes):
+        raise ValueError(f"sizes must not be negative, got {list(sizes)}")
+    n = sum(sizes)
+    if n > len(ds):
+        raise DatasetError(f"--subset {n} is larger than the {ds.name} data set ({len(ds)} "
+                           f"training images); use a smaller --subset")
+    generator = torch.Generator().manual_seed(seed)
+    # every class's images in a random order: a random permutation, stably sorted by class
+    shuffled = torch.randperm(len(ds), generator=generator)
+    by_class = shuffled[torch.sort(ds.labels[shuffled], stable=True).indices]
+    counts = torch.bincount(ds.labels, minlength=ds.num_classes).tolist()
+    starts = [sum(counts[:k]) for k in range(len(counts))]
+    left = _apportion(counts, n)  # images still to hand out, per class
+    parts = []
+    for size in sizes:
+        take = _apportion(left, size)
+        rows = torch.cat([by_class[start:start + count] for start, count in zip(starts, take)])
+        parts.append(ds.take(rows[torch.randperm(len(rows), generator=generator)]))
+        starts = [start + count for start, count in zip(starts, take)]
+        left = [have - count for have, count in zip(left, take)]
+    return parts
+
+
+def subset_of(ds: ImageDataset, subset: int | None, seed: int) -> ImageDataset:
+    """``ds`` itself if ``subset`` is None, else its seeded, class-stratified sample of
+    ``subset`` images (:func:`stratified_split`)."""
+    return ds if subset is None else stratified_split(ds, [subset], seed)[0]
+
+
+def search_split(ds: ImageDataset, subset: int | None, seed: int,
+                 ) -> tuple[ImageDataset, ImageDataset]:
+    """The search split: a seeded, class-stratified sample of ``subset`` images (all if None) cut
+    into two halves, each holding every class in proportion (:func:`stratified_split`). The
+    first half (``subset // 2`` images) trains the weights, the second the architecture.
+
+    The same data set and ``seed`` give the same halves (the sample of ``subset`` images is that
+    of :func:`subset_of`). Unlike DARTS, which takes the first and second 25,000 images of
+    CIFAR-10 (it works only because CIFAR is already shuffled), the split does not depend on the
+    order of the images: a data set read class by class gets every class in both halves.
 
     Raises :class:`DatasetError` when ``subset`` exceeds the data set, leaves fewer than 2
-    images, or holds a single class.
+    images, or draws a single class.
     """
     n = len(ds) if subset is None else subset
     what = f"the {ds.name} data set ({len(ds)} images)"
-    if subset is not None and subset > len(ds):
-        raise DatasetError(f"--subset {subset} is larger than {what}; use a smaller --subset")
     if n < 2:
         raise DatasetError(f"the search split needs at least 2 images, one per half, but got "
                            f"{n} from {what}; use --subset 2 or more")
-    if ds.labels[:n].unique().numel() < 2:
-        raise DatasetError(f"the first {n} images of {what} all belong to one class, so the "
-                           f"search cannot learn anything; use a larger --subset")
-    half = n // 2
-    return ds.take(slice(0, half)), ds.take(slice(half, n))
+    halves = stratified_split(ds, [n // 2, n - n // 2], seed)
+    if torch.cat([half.labels for half in halves]).unique().numel() < 2:
+        hint = ("use a data set with at least two classes" if subset is None
+                else "use a larger --subset")
+        raise DatasetError(f"the {n} images of the search split (a class-stratified sample of "
+                           f"{what}) all belong to one class, so the search cannot learn "
+                           f"anything; {hint}")
+    return halves[0], halves[1]
+
+
+def _apportion(counts: Sequence[int], total: int) -> list[int]:
+    """``total`` (at most ``sum(counts)``) shared out in proportion to ``counts``: each share is
+    the floor of its quota ``count * total / sum(counts)``, plus one for the largest remainders
+    (ties to the lower index) until the shares sum to ``total``."""
+    whole = sum(counts)
+    if whole == 0:
+        return [0] * len(counts)
+    shares = [count * total // whole for count in counts]
+    extra = sorted(range(len(counts)), key=lambda k: (-(counts[k] * total % whole), k))
+    for k in extra[:total - sum(shares)]:
+        shares[k] += 1
+    return shares
 
 
 # --- shared helpers ---------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """The search loop: epochs of strategy steps, evaluation of the discrete child, run files.
 
-Data: the training split of the data set is cut in two halves as in DARTS: the first trains the
-network weights, the second the architecture (and evaluates the current child after each epoch).
+Data: the training split of the data set (or its ``subset``) is cut in two halves as in DARTS:
+the first trains the network weights, the second the architecture (and evaluates the current
+child after each epoch). Unlike DARTS's first and second 25,000 CIFAR-10 images, the halves are a
+seeded, class-stratified sample (:func:`~nasp.data.search_split` with ``config.seed``): each holds
+every class in proportion whatever the order of the images, and the same seed gives every
+strategy, every torchrun rank and a resumed run the same halves.
 Both halves stay on the compute device; augmentation runs there per batch. Each half is read
 through one persistent, resumable :class:`~nasp.data.batches.BatchStream`; both draw from one CPU
 generator seeded with ``config.seed``.
@@ -162,7 +166,7 @@ class _SearchSession:
         self.device = device
         self.data = data
         self.bench = open_benchmark(config)  # NAS-Bench-201 look-up, or None
-        train_half, val_half = search_split(data, config.subset)
+        train_half, val_half = search_split(data, config.subset, config.seed)
         self.space = build_space(config.space, config.primitives)
         memory_format = resolve_memory_format(config.memory_format, device)
         self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,

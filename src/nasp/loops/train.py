@@ -1,8 +1,10 @@
 """Train a genotype's evaluation network from scratch, as the DARTS and NASP papers do.
 
-Data: the training split of the data set (its first ``subset`` images if given) trains the
-network, augmented on the device (random crop, flip where sensible, cutout); the test split is
-evaluated after every epoch. Per epoch ``e = 0 .. epochs - 1``:
+Data: the training split of the data set (if ``subset`` is given, a seeded, class-stratified
+sample of that many images, :func:`~nasp.data.subset_of` with ``config.seed``, which holds every
+class in proportion whatever the order of the images) trains the network, augmented on the
+device (random crop, flip where sensible, cutout); the test split is evaluated after every epoch.
+Per epoch ``e = 0 .. epochs - 1``:
 
 - drop-path probability ``p_e = drop_path * e / epochs`` (DARTS' linear ramp: 0 in the first
   epoch, never quite ``drop_path``);
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from nasp import distributed
 from nasp.config import TrainConfig
-from nasp.data import Batches, DatasetError, ImageDataset, load_dataset
+from nasp.data import Batches, DatasetError, ImageDataset, load_dataset, subset_of
 from nasp.device import autocast, resolve_device, resolve_memory_format, resolve_precision
 from nasp.evaluation import parameter_count
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
@@ -216,12 +218,7 @@ def _as_genotype(genotype: Genotype | NB201Genotype | str) -> Genotype | NB201Ge
 def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
     train_set = load_dataset(config.dataset, config.data_dir, "train")
     test_set = load_dataset(config.dataset, config.data_dir, "test")
-    if config.subset is not None:
-        if config.subset > len(train_set):
-            raise DatasetError(f"--subset {config.subset} is larger than the {len(train_set)} "
-                               f"training images of {train_set.name}; use a smaller --subset")
-        train_set = train_set.take(slice(0, config.subset))
-    return train_set, test_set
+    return subset_of(train_set, config.subset, config.seed), test_set
 
 
 class _Session:
