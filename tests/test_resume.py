@@ -27,9 +27,9 @@ QUIET = dict(progress=False, plots=False, log=lambda line: None)
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def tiny_search(tmp_path, name, **changes):
-    """4 steps of 8 images per epoch on the digits."""
-    return preset("tiny", subset=64, batch_size=8, device="cpu", out=str(tmp_path / name),
+def tiny_search(tmp_path, name, subset=64, **changes):
+    """4 steps of 8 images per epoch on the digits (``subset / 16`` steps in general)."""
+    return preset("tiny", subset=subset, batch_size=8, device="cpu", out=str(tmp_path / name),
                   **changes)
 
 
@@ -89,17 +89,23 @@ def test_batch_stream_continues_exactly_from_a_saved_position():
         again.load_state_dict({"order": torch.arange(7), "position": 0})
 
 
-@pytest.mark.parametrize("strategy, at", [("nasp", (0, 3)), ("random", (0, 3)),
-                                          ("random", (1, 2))])
+@pytest.mark.parametrize("strategy, subset, epochs, checkpoint_every, at", [
+    ("nasp", 64, 2, 3, (0, 3)), ("random", 64, 2, 3, (0, 3)), ("random", 64, 2, 3, (1, 2)),
+    ("darts", 32, 2, 1, (1, 1)), ("darts2", 32, 3, 1, (1, 1))])
 def test_search_resumed_mid_epoch_equals_an_uninterrupted_search(tmp_path, monkeypatch,
-                                                                 strategy, at):
+                                                                 strategy, subset, epochs,
+                                                                 checkpoint_every, at):
     """Random search trains a fresh candidate each epoch: resuming in the first epoch must keep
-    training candidate 1, resuming in the second must not restart candidate 2 again."""
-    epochs = 2
-    config = dict(epochs=epochs, checkpoint_every=3, strategy=strategy)
+    training candidate 1, resuming in the second must not restart candidate 2 again. DARTS and
+    DARTS2 (2 steps per epoch, to keep them short) resume in the second epoch, with momentum
+    buffers that DARTS2's virtual step reads; DARTS2 runs a third epoch, whose lr (its
+    virtual-step size) comes from the restored lr schedule."""
+    config = dict(epochs=epochs, checkpoint_every=checkpoint_every, strategy=strategy,
+                  subset=subset)
     straight = search(tiny_search(tmp_path, "straight", **config), **QUIET)
 
-    # checkpoints after global steps 3 (epoch 1, step 3), 4 (end of epoch 1), 6 (epoch 2, step 2)
+    # subset 64: 4 steps per epoch, checkpoints after global steps 3 (epoch 1, step 3),
+    # 4 (end of epoch 1), 6 (epoch 2, step 2); subset 32: 2 steps, a checkpoint after each
     interrupt_after_checkpoint(monkeypatch, CHECKPOINT,
                                lambda c: (c["epoch"], c["step"]) == at)
     with pytest.raises(KeyboardInterrupt):

@@ -14,13 +14,19 @@ network lr. With ``v = grad_w' L_val(w', alpha)``::
                  - xi * (grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps)
 
 with ``eps = r / ||v||`` (``r = hessian_radius``, 0.01 as in DARTS): the finite-difference
-Hessian-vector product, evaluated around the original ``w``.
+Hessian-vector product, evaluated around the original ``w``. The whole second-order gradient (the
+virtual step, the unrolled validation loss that gives ``v`` and the Hessian-vector product) runs
+in float32 whatever the precision: ``eps v`` is far below bfloat16's resolution, so under
+autocast ``w + eps v`` and ``w - eps v`` give nearly the same loss and the difference is noise.
 
 Then, for both orders, an Adam step on ``alpha`` and an SGD step on the weights with the
-training batch through the dense supernet at the new ``softmax(alpha)``.
+training batch through the dense supernet at the new ``softmax(alpha)``. The first-order gradient
+and the weight step run in the configured precision.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +52,11 @@ class DARTS(Strategy):
         return {t: CellPlan("dense", torch.softmax(a.detach() if detach else a, dim=-1))
                 for t, a in self.arch.items()}
 
-    def loss(self, batch: Batch, plans, params=None) -> torch.Tensor:
+    def loss(self, batch: Batch, plans, params=None, amp: bool = True) -> torch.Tensor:
+        """Cross-entropy of the network at ``plans`` (and ``params``, if given); in the
+        configured precision, or in float32 with ``amp=False``."""
         x, y = batch
-        with self.autocast():
+        with self.autocast() if amp else contextlib.nullcontext():
             logits = (self.net(x, plans) if params is None
                       else functional_call(self.net, params, (x, plans)))
             return F.cross_entropy(logits, y)
@@ -76,7 +84,7 @@ class DARTS2(DARTS):
     def virtual_step(self, train: Batch) -> dict[str, torch.Tensor]:
         """``w' = w - xi (mu * buf + grad L_train(w) + wd * w)``: the next SGD update."""
         names = [n for n, _ in self.net.named_parameters()]
-        grads = torch.autograd.grad(self.loss(train, self.dense_plans(detach=True)),
+        grads = torch.autograd.grad(self.loss(train, self.dense_plans(detach=True), amp=False),
                                     self.weights)
         grads = distributed.all_average(grads)  # data-parallel: the global batch's gradient
         xi, mu, wd = self.lr, self.config.w_momentum, self.config.w_weight_decay
@@ -92,9 +100,10 @@ class DARTS2(DARTS):
 
     def arch_gradient(self, train: Batch, val: Batch) -> tuple[dict[str, torch.Tensor],
                                                                 torch.Tensor]:
+        """The unrolled gradient, all of it in float32 (see the module docstring)."""
         alphas = list(self.arch.values())
         unrolled = self.virtual_step(train)
-        loss = self.loss(val, self.dense_plans(), unrolled)
+        loss = self.loss(val, self.dense_plans(), unrolled, amp=False)
         grads = torch.autograd.grad(loss, alphas + list(unrolled.values()))
         d_alpha, v = grads[: len(alphas)], grads[len(alphas):]
         v = distributed.all_average(v)  # data-parallel: the same v (and eps) on every rank
@@ -114,7 +123,8 @@ class DARTS2(DARTS):
                 with torch.no_grad():
                     for w, w0, d in zip(self.weights, original, v):
                         w.copy_(w0 + sign * eps * d)
-                results.append(torch.autograd.grad(self.loss(train, self.dense_plans()), alphas))
+                results.append(torch.autograd.grad(self.loss(train, self.dense_plans(), amp=False),
+                                               alphas))
         finally:
             with torch.no_grad():
                 for w, w0 in zip(self.weights, original):
