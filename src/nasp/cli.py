@@ -15,7 +15,15 @@ import sys
 from collections.abc import Sequence
 
 from nasp.benchmark import BenchmarkError
-from nasp.config import PRESETS, TRAIN_PRESETS, ConfigError, load_config, preset, train_preset
+from nasp.config import (
+    PRESETS,
+    TRAIN_PRESETS,
+    ConfigError,
+    describe_preset,
+    load_config,
+    preset,
+    train_preset,
+)
 from nasp.data import DATASETS, DatasetError
 from nasp.export import FORMATS, ExportError
 from nasp.extras import MissingExtraError
@@ -56,15 +64,21 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                         "processes (SyncBatchNorm on CUDA); no effect in a single process")
 
 
+def _preset_help(default: str) -> str:
+    """--preset's help: what each search preset is on each --space."""
+    return "starting configuration; each preset has values per --space: " + " ".join(
+        f"{name} ({'the default; ' if name == default else ''}{p.about}): "
+        + "; ".join(f"{space}: {describe_preset(name, space)}" for space in sorted(SPACES))
+        + "." for name, p in PRESETS.items())
+
+
 def _search_parser(sub) -> None:
     p = sub.add_parser(
         "search", help="search a cell architecture",
         description="Search a cell architecture with NASP (or a DARTS baseline). With no options "
                     "it searches on the built-in 8x8 digits in a minute or two on a CPU. Options "
                     "left out take the preset's value.")
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="starting configuration: tiny (seconds), cpu (default), paper (CIFAR-10, "
-                        "8 cells, C 16, 50 epochs)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help=_preset_help("cpu"))
     p.add_argument("--config", metavar="FILE",
                    help="start from a config.yaml (e.g. RUN_DIR/config.yaml) instead of a preset")
     p.add_argument("--strategy", choices=sorted(STRATEGIES))
@@ -400,7 +414,7 @@ def _compare_parser(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, metavar="K", default=[0, 1, 2],
                    help="seeds of every strategy, for search and training (default 0 1 2)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="search configuration to start from (default cpu)")
+                   help="search " + _preset_help("cpu"))
     p.add_argument("--config", metavar="FILE",
                    help="start the search configuration from a config.yaml instead")
     p.add_argument("--space", choices=sorted(SPACES))
