@@ -423,7 +423,15 @@ def _compare_parser(sub) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
     p.add_argument("--subset", type=int, metavar="N",
                    help="search on the first N training images only")
-    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS))
+    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
+                   help="candidate op set of every strategy without its own in "
+                        "--strategy-primitives (default: the preset's, darts-7; nb201 on "
+                        "--space nb201)")
+    p.add_argument("--strategy-primitives", nargs="+", metavar="STRATEGY=SET",
+                   help="a strategy's own candidate op set, e.g. darts=darts darts2=darts to "
+                        "run DARTS on its 8 ops (with none) beside NASP on darts-7 "
+                        f"(sets: {', '.join(sorted(PRIMITIVE_SETS))}; --space nb201 takes "
+                        f"nb201 only)")
     p.add_argument("--epochs", type=int, help="search epochs (the budget of every strategy)")
     p.add_argument("--layers", type=int, help="cells in the supernet")
     p.add_argument("--channels", type=int, help="initial channels of the supernet")
@@ -474,10 +482,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     plan = ComparePlan(strategies=tuple(args.strategies), seeds=tuple(args.seeds),
                        search=dataclasses.replace(search_config, out=None), out=Path(args.out),
                        train=train_config, benchmark=benchmark,
-                       command=shlex.join(["nasp", *args.argv]))
+                       command=shlex.join(["nasp", *args.argv]),
+                       strategy_primitives=_strategy_primitives(args.strategy_primitives))
     run_comparison(plan, progress=not args.no_progress)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _strategy_primitives(pairs: Sequence[str] | None) -> dict[str, str]:
+    """--strategy-primitives' STRATEGY=SET pairs as a mapping (ComparePlan checks the names)."""
+    sets: dict[str, str] = {}
+    for pair in pairs or ():
+        strategy, equals, name = pair.partition("=")
+        if not (equals and strategy and name):
+            raise ConfigError(f"--strategy-primitives takes STRATEGY=SET pairs such as "
+                              f"darts=darts, got {pair!r}")
+        if strategy in sets:
+            raise ConfigError(f"--strategy-primitives gives {strategy} two op sets "
+                              f"({sets[strategy]} and {name}); give one")
+        sets[strategy] = name
+    return sets
 
 
 def build_parser() -> argparse.ArgumentParser:
