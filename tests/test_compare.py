@@ -12,6 +12,7 @@ from nasp import ConfigError, preset, train_preset
 from nasp.cli import main
 from nasp.compare import ComparePlan, report_markdown, summarise, write_report
 from nasp.extras import MissingExtraError
+from nasp.ops import primitive_set
 
 TINY = ["compare", "--preset", "tiny", "--subset", "64", "--epochs", "1", "--train-preset",
         "tiny", "--train-epochs", "1", "--train-subset", "64", "--no-progress"]
@@ -53,7 +54,8 @@ def test_compare_writes_runs_and_report(finished):
     assert "nasp " + " ".join(args) in report  # the exact command
     assert "test top-1 accuracy on digits after 1 epoch of training" in report
     mean, std = 100 * statistics.mean(accuracies), 100 * statistics.stdev(accuracies)
-    assert f"| nasp | 2 | {mean:.2f} ± {std:.2f} | {100 * max(accuracies):.2f} |" in report
+    assert f"| nasp | darts-7 | 2 | {mean:.2f} ± {std:.2f} | {100 * max(accuracies):.2f} |" \
+        in report
     assert report.count("Genotype(normal=[") == 4
     assert "subset: 64" in report  # the configuration
     with open(out / "results.csv") as f:
@@ -110,16 +112,16 @@ def test_plan_checks():
 
 
 ROWS = [
-    {"strategy": "a", "seed": 0, "final_accuracy": 0.5, "parameters": 1000,
+    {"strategy": "a", "primitives": "darts-7", "seed": 0, "final_accuracy": 0.5, "parameters": 1000,
      "search_seconds": 10.0, "search_cpu_seconds": 20.0, "train_seconds": 0.0,
      "total_seconds": 10.0},
-    {"strategy": "a", "seed": 1, "final_accuracy": 0.7, "parameters": 3000,
+    {"strategy": "a", "primitives": "darts-7", "seed": 1, "final_accuracy": 0.7, "parameters": 3000,
      "search_seconds": 14.0, "search_cpu_seconds": 30.0, "train_seconds": 0.0,
      "total_seconds": 14.0},
-    {"strategy": "b", "seed": 0, "final_accuracy": None, "parameters": None,
+    {"strategy": "b", "primitives": "darts", "seed": 0, "final_accuracy": None, "parameters": None,
      "search_seconds": 5.0, "search_cpu_seconds": 5.0, "train_seconds": 0.0,
      "total_seconds": 5.0},
-    {"strategy": "b", "seed": 1, "final_accuracy": 0.6, "parameters": None,
+    {"strategy": "b", "primitives": "darts", "seed": 1, "final_accuracy": 0.6, "parameters": None,
      "search_seconds": 7.0, "search_cpu_seconds": 6.0, "train_seconds": 0.0,
      "total_seconds": 7.0},
 ]
@@ -154,6 +156,61 @@ def test_report_without_matplotlib(tmp_path, monkeypatch):
     assert "No plot: no matplotlib here" in report
     assert not (tmp_path / "accuracy_vs_time.png").exists()
     assert "benchmark table table.pth" in report
-    assert "| b | 2 | 60.00 | 60.00 | 1 |" in report
+    assert "| b | darts | 2 | 60.00 | 60.00 | 1 |" in report
     assert "| b | 0 | n/a | n/a |" in report
     assert report == report_markdown(plan, rows, "No plot: no matplotlib here")
+
+
+def test_strategies_search_on_their_own_op_sets(tmp_path, monkeypatch):
+    """--strategy-primitives: DARTS on its 8 ops (with none) beside NASP on darts-7, named in the
+    report and results; the finished runs are reused, and another set for them is refused."""
+    out = tmp_path / "cmp"
+    args = [*TINY, "--strategies", "nasp", "darts", "--seeds", "0", "--out", str(out),
+            "--strategy-primitives", "darts=darts"]
+    assert main(args) == 0
+    sets = {"nasp": "darts-7", "darts": "darts"}
+    results = json.loads((out / "results.json").read_text())
+    assert results["primitives"] == sets
+    assert {r["strategy"]: r["primitives"] for r in results["runs"]} == sets
+    assert {s["strategy"]: s["primitives"] for s in results["summary"]} == sets
+    for strategy, name in sets.items():
+        run = out / f"{strategy}-seed0"
+        assert f"primitives: {name}\n" in (run / "search/config.yaml").read_text()
+        assert json.loads((run / "search.json").read_text())["config"]["primitives"] == name
+        first = json.loads((run / "search/metrics.jsonl").read_text().splitlines()[0])
+        assert len(first["arch"]["normal"][0]) == len(primitive_set(name)[0])  # ops per edge
+    report = (out / "report.md").read_text()
+    assert "| nasp | darts-7 | 1 |" in report and "| darts | darts | 1 |" in report
+    assert "candidate op sets (primitives): nasp on darts-7, darts on darts" in report
+    with open(out / "results.csv") as f:
+        assert {r["strategy"]: r["primitives"] for r in csv.DictReader(f)} == sets
+
+    calls = []
+    monkeypatch.setattr(compare_module, "search", lambda config, **kw: calls.append(config))
+    assert main(args) == 0  # rerun: both runs reused
+    assert calls == []
+    assert main([*args[:-1], "darts=darts-7"]) == 2  # darts's finished run used another set
+    assert calls == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--strategy-primitives", "dart=darts"], "the unknown strategy 'dart'; the strategies are"),
+    (["--strategy-primitives", "darts2=darts"],
+     "for darts2, which is not among --strategies (nasp darts)"),
+    (["--strategy-primitives", "darts=dartz"],
+     "darts=dartz does not fit the search configuration: --primitives must be one of"),
+    (["--strategy-primitives", "darts"], "takes STRATEGY=SET pairs such as darts=darts"),
+    (["--strategy-primitives", "darts=darts", "darts=darts-7"], "gives darts two op sets"),
+    (["--space", "nb201", "--strategy-primitives", "darts=darts"],
+     "darts=darts does not fit the search configuration: --space nb201 has the benchmark's "
+     "fixed op set"),
+])
+def test_bad_strategy_primitives_are_clear_errors(tmp_path, capsys, extra, message):
+    out = tmp_path / "cmp"
+    code = main([*TINY, "--strategies", "nasp", "darts", "--seeds", "0", "--out", str(out),
+                 *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("nasp compare: error: --strategy-primitives")
+    assert message in " ".join(err.split())
+    assert not out.exists()

@@ -15,7 +15,15 @@ import sys
 from collections.abc import Sequence
 
 from nasp.benchmark import BenchmarkError
-from nasp.config import PRESETS, TRAIN_PRESETS, ConfigError, load_config, preset, train_preset
+from nasp.config import (
+    PRESETS,
+    TRAIN_PRESETS,
+    ConfigError,
+    describe_preset,
+    load_config,
+    preset,
+    train_preset,
+)
 from nasp.data import DATASETS, DatasetError
 from nasp.export import FORMATS, ExportError
 from nasp.extras import MissingExtraError
@@ -56,15 +64,21 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                         "processes (SyncBatchNorm on CUDA); no effect in a single process")
 
 
+def _preset_help(default: str) -> str:
+    """--preset's help: what each search preset is on each --space."""
+    return "starting configuration; each preset has values per --space: " + " ".join(
+        f"{name} ({'the default; ' if name == default else ''}{p.about}): "
+        + "; ".join(f"{space}: {describe_preset(name, space)}" for space in sorted(SPACES))
+        + "." for name, p in PRESETS.items())
+
+
 def _search_parser(sub) -> None:
     p = sub.add_parser(
         "search", help="search a cell architecture",
         description="Search a cell architecture with NASP (or a DARTS baseline). With no options "
                     "it searches on the built-in 8x8 digits in a minute or two on a CPU. Options "
                     "left out take the preset's value.")
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="starting configuration: tiny (seconds), cpu (default), paper (CIFAR-10, "
-                        "8 cells, C 16, 50 epochs)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help=_preset_help("cpu"))
     p.add_argument("--config", metavar="FILE",
                    help="start from a config.yaml (e.g. RUN_DIR/config.yaml) instead of a preset")
     p.add_argument("--strategy", choices=sorted(STRATEGIES))
@@ -420,7 +434,7 @@ def _compare_parser(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, metavar="K", default=[0, 1, 2],
                    help="seeds of every strategy, for search and training (default 0 1 2)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="search configuration to start from (default cpu)")
+                   help="search " + _preset_help("cpu"))
     p.add_argument("--config", metavar="FILE",
                    help="start the search configuration from a config.yaml instead")
     p.add_argument("--space", choices=sorted(SPACES))
@@ -430,7 +444,15 @@ def _compare_parser(sub) -> None:
     p.add_argument("--subset", type=int, metavar="N",
                    help="search on N training images only, a class-stratified sample drawn "
                         "with each seed")
-    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS))
+    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
+                   help="candidate op set of every strategy without its own in "
+                        "--strategy-primitives (default: the preset's, darts-7; nb201 on "
+                        "--space nb201)")
+    p.add_argument("--strategy-primitives", nargs="+", metavar="STRATEGY=SET",
+                   help="a strategy's own candidate op set, e.g. darts=darts darts2=darts to "
+                        "run DARTS on its 8 ops (with none) beside NASP on darts-7 "
+                        f"(sets: {', '.join(sorted(PRIMITIVE_SETS))}; --space nb201 takes "
+                        f"nb201 only)")
     p.add_argument("--epochs", type=int, help="search epochs (the budget of every strategy)")
     p.add_argument("--layers", type=int, help="cells in the supernet")
     p.add_argument("--channels", type=int, help="initial channels of the supernet")
@@ -482,10 +504,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     plan = ComparePlan(strategies=tuple(args.strategies), seeds=tuple(args.seeds),
                        search=dataclasses.replace(search_config, out=None), out=Path(args.out),
                        train=train_config, benchmark=benchmark,
-                       command=shlex.join(["nasp", *args.argv]))
+                       command=shlex.join(["nasp", *args.argv]),
+                       strategy_primitives=_strategy_primitives(args.strategy_primitives))
     run_comparison(plan, progress=not args.no_progress)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _strategy_primitives(pairs: Sequence[str] | None) -> dict[str, str]:
+    """--strategy-primitives' STRATEGY=SET pairs as a mapping (ComparePlan checks the names)."""
+    sets: dict[str, str] = {}
+    for pair in pairs or ():
+        strategy, equals, name = pair.partition("=")
+        if not (equals and strategy and name):
+            raise ConfigError(f"--strategy-primitives takes STRATEGY=SET pairs such as "
+                              f"darts=darts, got {pair!r}")
+        if strategy in sets:
+            raise ConfigError(f"--strategy-primitives gives {strategy} two op sets "
+                              f"({sets[strategy]} and {name}); give one")
+        sets[strategy] = name
+    return sets
 
 
 def build_parser() -> argparse.ArgumentParser:

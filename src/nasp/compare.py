@@ -1,8 +1,9 @@
 """``nasp compare``: search strategies x seeds on one space, data set and budget, then a report.
 
 For every strategy and seed, a search (:func:`nasp.loops.search.search`, the given
-:class:`~nasp.config.SearchConfig` with that strategy and seed) derives a genotype, whose final
-accuracy is either
+:class:`~nasp.config.SearchConfig` with that strategy and seed, and the strategy's own candidate
+op set where one is given, e.g. DARTS on ``darts`` with ``none`` beside NASP on ``darts-7``)
+derives a genotype, whose final accuracy is either
 
 - the test top-1 accuracy after the last epoch of a train-from-scratch
   (:func:`nasp.loops.train.train`, the given :class:`~nasp.config.TrainConfig` on the search's
@@ -15,9 +16,10 @@ Layout of the output directory::
     DIR/<strategy>-seed<k>/search.json genotype, search wall and CPU time, the search config
     DIR/<strategy>-seed<k>/train/      the train-from-scratch run directory
     DIR/<strategy>-seed<k>/train.json  final accuracy, parameters, training time, train config
-    DIR/report.md                      command, configs, per-run rows, per-strategy mean +- std
-                                       and best, genotypes
-    DIR/results.json, DIR/results.csv  the same figures as data
+    DIR/report.md                      command, configs, per-run rows, per-strategy op set,
+                                       mean +- std and best, genotypes
+    DIR/results.json, DIR/results.csv  the same figures as data (with each run's op set, and in
+                                       results.json the op set of every strategy)
     DIR/accuracy_vs_time.png           final accuracy against search time (needs the viz extra)
 
 ``search.json`` and ``train.json`` are written (atomically) only once their stage has finished,
@@ -43,7 +45,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ from nasp.loops.search import search
 from nasp.loops.train import resume, train
 from nasp.model import LAST
 from nasp.nb201_genotype import genotype_from_dict
+from nasp.strategies import STRATEGIES
 
 __all__ = ["ComparePlan", "plot_accuracy_vs_time", "report_markdown", "run_comparison",
            "summarise", "write_report"]
@@ -76,7 +79,8 @@ class ComparePlan:
     ``search`` is the search configuration of every run (its strategy, seed and out are set per
     run); ``train`` the train-from-scratch configuration (its data set, data_dir, seed and out
     are set per run), unused when ``benchmark`` names a table; ``command`` is recorded in the
-    report as given.
+    report as given. ``strategy_primitives`` maps a strategy to its own candidate op set (a
+    name of :data:`nasp.ops.PRIMITIVE_SETS`); the others search on ``search.primitives``.
     """
 
     strategies: tuple[str, ...]
@@ -86,6 +90,7 @@ class ComparePlan:
     train: TrainConfig | None = None
     benchmark: str | None = None
     command: str = ""
+    strategy_primitives: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.strategies or not self.seeds:
@@ -98,6 +103,26 @@ class ComparePlan:
         if self.train is None and not self.benchmark:
             raise ConfigError("nasp compare needs a train-from-scratch configuration or a "
                               "benchmark table (--benchmark) to measure the final accuracy")
+        resolved = {}
+        for strategy, name in self.strategy_primitives.items():
+            if strategy not in self.strategies:
+                what = (f"{strategy}, which is not among --strategies "
+                        f"({' '.join(self.strategies)}); add it there or drop its set"
+                        if strategy in STRATEGIES else
+                        f"the unknown strategy {strategy!r}; the strategies are "
+                        f"{', '.join(sorted(STRATEGIES))}")
+                raise ConfigError(f"--strategy-primitives gives an op set for {what}")
+            try:
+                resolved[strategy] = self.search_config(strategy, self.seeds[0]).primitives
+            except ConfigError as err:
+                raise ConfigError(f"--strategy-primitives {strategy}={name} does not fit the "
+                                  f"search configuration: {err}") from None
+        # as the search configs resolve them (on nb201, darts-7 stands for nb201)
+        object.__setattr__(self, "strategy_primitives", resolved)
+
+    def primitives(self, strategy: str) -> str:
+        """The candidate op set ``strategy`` searches on."""
+        return self.strategy_primitives.get(strategy, self.search.primitives)
 
     @property
     def final_metric(self) -> str:
@@ -111,6 +136,7 @@ class ComparePlan:
 
     def search_config(self, strategy: str, seed: int) -> SearchConfig:
         config = self.search.replace(strategy=strategy, seed=seed,
+                                     primitives=self.strategy_primitives.get(strategy),
                                      out=str(self.run_dir(strategy, seed) / "search"))
         if self.benchmark:
             config = config.replace(benchmark=self.benchmark)
@@ -168,7 +194,8 @@ def _run(plan: ComparePlan, strategy: str, seed: int,
     else:
         log(f"reusing the finished search in {run_dir / 'search'}")
     genotype = genotype_from_dict(searched["genotype"])
-    row = {"strategy": strategy, "seed": seed, "genotype": genotype.to_dict(),
+    row = {"strategy": strategy, "primitives": config.primitives, "seed": seed,
+           "genotype": genotype.to_dict(),
            "search_seconds": searched["search_seconds"],
            "search_cpu_seconds": searched["search_cpu_seconds"]}
     if scorer is not None:
@@ -231,8 +258,9 @@ def _write_json(path: Path, obj: Any) -> None:
 # -- the report ---------------------------------------------------------------------------------
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per strategy (in order of appearance): runs, mean and sample standard deviation (n - 1;
-    None for one run) of the final accuracy, search time and parameters, and the best run.
+    """Per strategy (in order of appearance): its op set, runs, mean and sample standard
+    deviation (n - 1; None for one run) of the final accuracy, search time and parameters, and
+    the best run.
     Runs without a final accuracy (not in the benchmark table) count in ``runs`` only."""
     out = []
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
@@ -241,7 +269,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         best = max(scored, key=lambda r: r["final_accuracy"], default=None)
         params = [r["parameters"] for r in mine if r["parameters"] is not None]
         out.append({
-            "strategy": strategy, "runs": len(mine), "scored": len(scored),
+            "strategy": strategy, "primitives": mine[0]["primitives"], "runs": len(mine),
+            "scored": len(scored),
             **_stats("final_accuracy", [r["final_accuracy"] for r in scored]),
             **_stats("search_seconds", [r["search_seconds"] for r in mine]),
             **_stats("search_cpu_seconds", [r["search_cpu_seconds"] for r in mine]),
@@ -289,12 +318,13 @@ def report_markdown(plan: ComparePlan, rows: Sequence[dict[str, Any]], plot: str
               "## Per strategy", "",
               "mean ± sample standard deviation over the seeds (n - 1; none shown for one "
               "run), and the best run by final accuracy.", "",
-              "| strategy | runs | final accuracy (%) | best (%) | best seed | search time (s) "
-              "| search CPU (s) | parameters (M) |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| strategy | primitives | runs | final accuracy (%) | best (%) | best seed "
+              "| search time (s) | search CPU (s) | parameters (M) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(
-            f"| {s['strategy']} | {s['runs']} | {_mean_std(s, 'final_accuracy', 100)} | "
+            f"| {s['strategy']} | {s['primitives']} | {s['runs']} | "
+            f"{_mean_std(s, 'final_accuracy', 100)} | "
             f"{_pct(s['best_final_accuracy'])} | "
             f"{'n/a' if s['best_seed'] is None else s['best_seed']} | "
             f"{_mean_std(s, 'search_seconds', digits=1)} | "
@@ -317,8 +347,11 @@ def report_markdown(plan: ComparePlan, rows: Sequence[dict[str, Any]], plot: str
     for r in rows:
         lines += [f"{r['strategy']}, seed {r['seed']}:", "", "```",
                   str(genotype_from_dict(r["genotype"])), "```", ""]
-    lines += ["## Configuration", "", "Search (strategy, seed and out set per run):", "",
-              "```yaml", plan.search.to_yaml().rstrip(), "```", ""]
+    sets = ", ".join(f"{strategy} on {plan.primitives(strategy)}"
+                     for strategy in plan.strategies)
+    lines += ["## Configuration", "",
+              f"Search (strategy, seed and out set per run; candidate op sets (primitives): "
+              f"{sets}):", "", "```yaml", plan.search.to_yaml().rstrip(), "```", ""]
     if plan.benchmark:
         lines += [f"Benchmark table: `{plan.benchmark}`", ""]
     else:
@@ -380,10 +413,11 @@ def write_report(plan: ComparePlan, rows: Sequence[dict[str, Any]],
     _write_json(plan.out / "results.json", {
         "command": plan.command, "final_accuracy": plan.final_metric,
         "search_config": plan.search.to_dict(),
+        "primitives": {strategy: plan.primitives(strategy) for strategy in plan.strategies},
         "train_config": None if plan.benchmark else plan.train.to_dict(),
         "benchmark": plan.benchmark, "runs": list(rows), "summary": summarise(rows)})
     text = io.StringIO()
-    columns = ["strategy", "seed", "final_accuracy", "parameters", "search_seconds",
+    columns = ["strategy", "primitives", "seed", "final_accuracy", "parameters", "search_seconds",
                "search_cpu_seconds", "train_seconds", "total_seconds", "genotype"]
     writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()

@@ -1,9 +1,10 @@
 """Run configurations: one dataclass per kind of run, named presets, YAML in and out.
 
 A search is fully described by a :class:`SearchConfig`, a train-from-scratch run by a
-:class:`TrainConfig` (and the genotype it trains). The command line starts from a preset,
-overrides the options given on it, and writes the resolved config into the run directory as
-``config.yaml``; :func:`load_config` reads it back.
+:class:`TrainConfig` (and the genotype it trains). The command line starts from a preset (a
+search preset has values per search space, :class:`Preset`), overrides the options given on it,
+and writes the resolved config into the run directory as ``config.yaml``; :func:`load_config`
+reads it back.
 
 Every value is checked on construction (type, range, known choice; numbers must be finite and
 given as numbers, not as text), so a bad option or config file is a :class:`ConfigError` with a
@@ -23,8 +24,8 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "PRESETS", "TRAIN_PRESETS", "ConfigError", "SearchConfig", "TrainConfig", "load_config",
-    "preset", "train_preset",
+    "PRESETS", "TRAIN_PRESETS", "ConfigError", "Preset", "SearchConfig", "TrainConfig",
+    "describe_preset", "load_config", "preset", "train_preset",
 ]
 
 
@@ -274,21 +275,84 @@ class SearchConfig(_Config):
 
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # a few seconds: tests and smoke runs
-    "tiny": dict(dataset="digits", subset=256, layers=3, channels=4, epochs=2, batch_size=32),
-    # the default: digits on a laptop CPU in a minute or two
-    "cpu": {},
-    # the paper's search setting (NASP, DARTS): CIFAR-10, 8 cells, C 16, 50 epochs, batch 64
-    "paper": dict(dataset="cifar10", layers=8, channels=16, epochs=50, batch_size=64),
+@dataclass(frozen=True)
+class Preset:
+    """A named starting configuration of a search, per search space.
+
+    ``shared`` holds the values of every space; ``spaces`` maps a space to the values that are
+    its own, which replace the shared ones of the same option (a space without an entry takes
+    the shared values alone). Options named in neither keep :class:`SearchConfig`'s defaults.
+    ``about`` says in a few words what the preset is for (``nasp search --help``).
+    """
+
+    about: str
+    shared: dict[str, Any] = dataclasses.field(default_factory=dict)
+    spaces: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def values(self, space: str) -> dict[str, Any]:
+        """The preset's options on ``space``: the shared values, then the space's own."""
+        return {**self.shared, **self.spaces.get(space, {})}
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("seconds: tests and smoke runs",
+                   dict(dataset="digits", subset=256, layers=3, channels=4, epochs=2,
+                        batch_size=32)),
+    "cpu": Preset("digits on a laptop CPU in a minute or two"),
+    "paper": Preset(
+        "the search setting of the space's paper: NASP's and DARTS's on darts, that of the "
+        "NAS-Bench-201 paper's DARTS baseline on nb201",
+        # NASP and DARTS on the DARTS space: CIFAR-10, 8 cells, C 16, 50 epochs, batch 64 (the
+        # optimisers are SearchConfig's defaults, the DARTS code's)
+        dict(dataset="cifar10", layers=8, channels=16, epochs=50, batch_size=64),
+        spaces={
+            # The NAS-Bench-201 paper's one-shot baselines (Dong & Yang, ICLR 2020), as
+            # AutoDL-Projects runs them (github.com/D-X-Y/AutoDL-Projects): the network is
+            # the benchmark's own, N 5 cells per stage and C 16 (scripts-search/NAS-Bench-201-
+            # algos/DARTS-V1.sh: --channel 16 --num_cells 5). The weights
+            # (configs/nas-benchmark/algos/DARTS.config): SGD, lr 0.025 cosine down to
+            # eta_min 0.001 over 50 epochs, no warm-up, momentum 0.9, nesterov, weight decay
+            # 5e-4, batch 64; gradient clipping 5 (exps/NAS-Bench-201-algos/DARTS-V1.py's
+            # default). The architecture (DARTS-V1.sh and DARTS-V1.py): Adam, lr 3e-4, weight
+            # decay 1e-3, betas (0.5, 0.999). Data: CIFAR-10's 50,000 training images in two
+            # disjoint halves of 25,000 (configs/nas-benchmark/cifar-split.txt, a fixed random
+            # split), one for the weights and one for the architecture. Differences here: the
+            # two halves are the first and the second 25,000 images (nasp.data.search_split),
+            # and the weights' SGD is plain momentum (SearchConfig has no nesterov option).
+            # GDAS.config is the same but for 240 epochs.
+            "nb201": dict(dataset="cifar10", layers=5, channels=16, epochs=50, batch_size=64,
+                          w_lr=0.025, w_lr_min=0.001, w_momentum=0.9, w_weight_decay=5e-4,
+                          grad_clip=5.0, a_lr=3e-4, a_weight_decay=1e-3, a_betas=(0.5, 0.999)),
+        }),
 }
+"""The search presets by name; ``nasp search --preset NAME`` starts from one."""
 
 
 def preset(name: str, **overrides: Any) -> SearchConfig:
-    """The named preset with ``overrides`` (None values ignored)."""
+    """The named preset on the space of ``overrides`` (default: :class:`SearchConfig`'s),
+    with ``overrides`` applied (None values ignored)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return SearchConfig(**PRESETS[name]).replace(**overrides)
+    space = overrides.get("space") or SearchConfig.space
+    return SearchConfig(**PRESETS[name].values(space)).replace(**overrides)
+
+
+def describe_preset(name: str, space: str) -> str:
+    """What the named preset is on ``space`` in a few words, such as ``cifar10, 8 cells, C 16,
+    50 epochs, batch 64``; options other than the data and the size and schedule of the search
+    are named when they differ from :class:`SearchConfig`'s defaults."""
+    values = preset(name, space=space).to_dict()
+    defaults = SearchConfig(space=space).to_dict()
+    cells = (f"N {values['layers']} cells per stage" if space == "nb201"
+             else f"{values['layers']} cells")
+    parts = [values["dataset"] + ("" if values["subset"] is None
+                                  else f" (first {values['subset']} images)"),
+             cells, f"C {values['channels']}", f"{values['epochs']} epochs",
+             f"batch {values['batch_size']}"]
+    shown = {"space", "dataset", "subset", "layers", "channels", "epochs", "batch_size"}
+    parts += [f"{key} {value}" for key, value in values.items()
+              if key not in shown and value != defaults[key]]
+    return ", ".join(parts)
 
 
 def load_config(path: str | os.PathLike) -> SearchConfig:
