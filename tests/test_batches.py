@@ -178,8 +178,9 @@ def test_channels_last():
     ds = index_dataset(6, channels=3, size=4)
     (x, _), = Batches(ds, 6, channels_last=True, augment=True, generator=gen(0))
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    (y, _), = Batches(ds, 6, generator=gen(0))
+    (y, _), = Batches(ds, 6, augment=True, generator=gen(0))
     assert y.is_contiguous()
+    assert torch.equal(x, y)  # the same values, only laid out differently
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -1,5 +1,6 @@
 """NAS-Bench-201 look-up: CSV tables, the nats_bench adapter, errors, and the search's log."""
 
+import csv
 import itertools
 import json
 import sys
@@ -245,3 +246,18 @@ def test_compare_on_nb201_scores_every_run_by_look_up(tmp_path):
     assert all(record["train_loss"] is None for record in records)
     assert runs[1]["final_accuracy"] == pytest.approx(max(scores))
     assert "| random | 1 |" in (out / "report.md").read_text()
+
+
+def test_full_table_look_ups_equal_the_rows_read_with_the_csv_module(tmp_path):
+    """Every 97th row of a table of the whole space, read back with the csv module: the look-up
+    of its arch string (as a string and as a genotype) is its value as a fraction."""
+    _full_table(tmp_path / "all.csv")
+    bench = BenchmarkTable.load(tmp_path / "all.csv")
+    with open(tmp_path / "all.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 ** 6
+    for row in rows[::97]:
+        expected = float(row["cifar10"]) / 100
+        assert bench.accuracy(row["arch"], "cifar10") == pytest.approx(expected, abs=1e-12)
+        genotype = NB201Genotype.from_string(row["arch"])
+        assert bench.accuracy(genotype, "cifar10") == pytest.approx(expected, abs=1e-12)

@@ -6,6 +6,7 @@ from torch import nn
 
 from nasp.evaluation import AuxiliaryHead, drop_path, flop_count, parameter_count
 from nasp.genotype import BUILTIN_GENOTYPES, Genotype
+from nasp.spaces import darts_cnn
 from nasp.spaces.darts_cnn import ChildNetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,7 +61,7 @@ def test_drop_path_leaves_identity_only_cells_alone_in_training():
     assert torch.equal(cell(s0, s1, 0.9), plain)
 
 
-def test_drop_path_changes_training_outputs_and_never_eval_outputs():
+def test_drop_path_applies_to_training_outputs_and_never_eval_outputs(monkeypatch):
     net = tiny()
     x = torch.randn(8, 3, 8, 8)
     net.eval()
@@ -68,10 +69,27 @@ def test_drop_path_changes_training_outputs_and_never_eval_outputs():
     net.drop_path_prob = 0.5
     assert torch.equal(net(x), reference)
     net.train()
-    torch.manual_seed(0)
-    without = net.cells[0](net.stem(x), net.stem(x), 0.0)
-    dropped = net.cells[0](net.stem(x), net.stem(x), 0.5)
-    assert not torch.equal(without, dropped)
+    # with a drop_path that drops everything, only the identity ops of DARTS_V2's normal cell
+    # pass: nodes 0 and 1 are 0, nodes 2 and 3 both skip_connect(c_{k-2}) (+ a dropped op)
+    probs = []
+
+    def drop_all(h, prob):
+        probs.append(prob)
+        return torch.zeros_like(h)
+
+    cell = net.cells[0]
+    s = net.stem(x)
+    monkeypatch.setattr(darts_cnn, "drop_path", drop_all)
+    out = cell(s, s, 0.5)
+    assert probs == [0.5] * 6  # the 6 non-identity ops
+    kept = cell.preprocess0(s)
+    torch.testing.assert_close(out, torch.cat([torch.zeros_like(kept)] * 2 + [kept] * 2, dim=1))
+    probs.clear()
+    net(x)  # training mode, drop_path_prob 0.5: every cell calls it on its non-identity ops
+    assert probs == [0.5] * sum(sum(c.droppable) for c in net.cells)
+    probs.clear()
+    net.eval()(x)
+    assert probs == []
 
 
 def test_auxiliary_head_only_in_training_and_fed_by_cell_two_thirds_up():
@@ -84,9 +102,12 @@ def test_auxiliary_head_only_in_training_and_fed_by_cell_two_thirds_up():
     # the auxiliary logits do not depend on the cells after the auxiliary position
     with torch.no_grad():
         net.classifier.weight.add_(1.0)
-    torch.manual_seed(0)
+    features = []
+    net.classifier.register_forward_hook(lambda m, args, out: features.append(args[0]))
     logits2, aux2 = net(x)
-    assert torch.equal(aux, aux2) and not torch.equal(logits, logits2)
+    assert torch.equal(aux, aux2)
+    # every classifier weight grew by 1: each logit by the sum of the classifier's input
+    torch.testing.assert_close(logits2, logits + features[0].sum(1, keepdim=True))
     net.eval()
     assert isinstance(net(x), torch.Tensor)
     assert isinstance(tiny().train()(x), torch.Tensor)  # no head: plain logits in training too
@@ -138,11 +159,27 @@ def test_parameter_count_excludes_the_auxiliary_head():
     assert sum(p.numel() for p in with_head.parameters()) > parameter_count(with_head)
 
 
-def test_flop_count_of_a_known_convolution():
+def test_flop_count_of_a_known_convolution_and_of_a_network():
     conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False))
     assert flop_count(conv, (1, 8, 8)) == 2 * 4 * 9 * 64  # multiply-add = 2 per output tap
-    net = tiny(auxiliary=True).train()
-    assert flop_count(net, (3, 8, 8)) > 0
+    # a network: every convolution and linear layer counted by hand from hooks on an eval pass
+    net = tiny(auxiliary=True).eval()
+    by_hand = []
+
+    def count(module, args, out):
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels
+            by_hand.append(2 * out.numel() * k // module.groups)
+        elif isinstance(module, nn.Linear):
+            by_hand.append(2 * module.in_features * module.out_features)
+
+    hooks = [m.register_forward_hook(count) for m in net.modules()]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 8, 8))
+    for h in hooks:
+        h.remove()
+    net.train()
+    assert flop_count(net, (3, 8, 8)) == sum(by_hand)  # no auxiliary head: an eval pass
     assert net.training  # restored
 
 

@@ -112,4 +112,8 @@ def test_cli_export(checkpoint, tmp_path, capsys):
     out = tmp_path / "cli.pt2"
     assert main(["export", str(checkpoint), "--format", "pt2", "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
-    assert torch.export.load(out).module()(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits = torch.export.load(out).module()(x)
+    assert logits.shape == (2, 10)
+    assert (logits - reference(checkpoint, x)).abs().max().item() <= 1e-4

@@ -144,7 +144,7 @@ def test_selection_round_trip_and_errors():
         space.selection_of(BUILTIN_GENOTYPES["DARTS_V2"])
 
 
-def test_random_selection_is_seeded_valid_and_covers_every_op_on_every_edge():
+def test_random_selection_is_seeded_valid_and_uniform_on_every_edge():
     space = NB201Space()
     first = space.random_selection(torch.Generator().manual_seed(5))
     assert first == space.random_selection(torch.Generator().manual_seed(5))
@@ -153,6 +153,14 @@ def test_random_selection_is_seeded_valid_and_covers_every_op_on_every_edge():
     for e in range(6):
         assert {d[e] for d in draws} == set(range(5))
     assert all(isinstance(space.genotype_of({"cell": d}), NB201Genotype) for d in draws)
+    # uniform: each op's count per edge is binomial(300, 1/5) (sd 6.9): within 5 sd, and the
+    # chi-square of the 6 x 5 table below the 99.9% point of 24 degrees of freedom (51.2;
+    # this seed gives 16); and edges drawn independently: of 5^6 cells, 300 draws repeat about
+    # 300^2 / 2 / 15625 = 3 of them
+    counts = torch.tensor([[sum(d[e] == k for d in draws) for k in range(5)] for e in range(6)])
+    assert (counts - 60).abs().max() < 5 * (300 * 0.2 * 0.8) ** 0.5
+    assert ((counts - 60.0) ** 2 / 60).sum() < 51.2
+    assert len(set(draws)) > 290
 
 
 def test_op_costs_follow_parameter_counts():
@@ -263,7 +271,11 @@ def test_all_none_cell_outputs_zeros_and_the_network_still_runs(supernet):
     plans = {"cell": CellPlan("discrete", selection=(NONE,) * 6)}
     assert torch.equal(net.cells[0](torch.randn(2, 4, 8, 8, dtype=torch.float64),
                                     plans["cell"]), torch.zeros(2, 4, 8, 8, dtype=torch.float64))
-    assert net(batch[0], plans).shape == (6, 5)
+    # the first cell's zeros make the rest of the network blind to the input: one row of
+    # logits for every image
+    logits = net(batch[0], plans)
+    assert logits.shape == (6, 5)
+    torch.testing.assert_close(logits, logits[:1].expand(6, 5), rtol=0, atol=1e-12)
 
 
 def test_child_parameter_count_matches_nats_bench():
@@ -298,21 +310,34 @@ def test_config_picks_the_nb201_op_set_and_checks_the_benchmark_options():
         SearchConfig(space="nb201", benchmark_column="cifar10")
 
 
-def test_nasp_leaves_its_initial_point_and_penalises_size(supernet):
+def test_nasp_starts_at_skip_penalises_size_and_takes_an_adam_step(supernet):
     space, net, batch = supernet
     config = SearchConfig(space="nb201", layers=3, channels=4, size_penalty=1.0)
     strategy = build_strategy("nasp", space, net, config)
     assert strategy.selection == {"cell": (SKIP,) * 6}  # not the all-none network
+    # a point where convolutions win edges (so the size penalty is not 0) and entries sit on
+    # the bounds of [0, 1] (so the clamp matters)
+    A = torch.rand(6, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    A[A > 0.75], A[A < 0.25] = 1.0, 0.0
+    with torch.no_grad():
+        strategy.arch["cell"].copy_(A)
+    strategy.project()
+    costs = space.op_costs("cell").double()
+    A_bar = strategy.A_bar["cell"]
+    assert (costs * A_bar).sum() > 0
     plain, _ = copy.deepcopy(strategy).arch_gradient(batch)
     strategy.config = config.replace(size_penalty=0.0)
     without, _ = strategy.arch_gradient(batch)
-    costs = space.op_costs("cell").double()
-    A_bar = strategy.A_bar["cell"]
     torch.testing.assert_close(plain["cell"] - without["cell"], 2 * costs * A_bar)
     strategy.config = config
     strategy.step(batch, batch)
-    A = strategy.arch["cell"].detach()
-    assert not torch.all(A == A[0, 0])  # the loss gradient moved A, not only weight decay
+    # Adam's first step by hand: bias correction makes it lr * g / (|g| + eps), g with the L2
+    # term; then the clamp to [0, 1]
+    g = plain["cell"] + config.a_weight_decay * A
+    stepped = A - config.a_lr * g / (g.abs() + 1e-8)
+    assert not torch.equal(stepped.clamp(0, 1), stepped)
+    torch.testing.assert_close(strategy.arch["cell"].detach(), stepped.clamp(0, 1), rtol=1e-12,
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("strategy", ["nasp", "darts", "darts2"])

@@ -1,14 +1,17 @@
 """Random search: uniform sampling of valid cells, scoring by training or by look-up."""
 
 import json
+import math
 from collections import Counter
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import tiny_config
 
 import nasp.strategies.random as random_module
 from nasp import ConfigError, Genotype, preset, search
+from nasp.mixed import CellPlan
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import STRATEGIES, RandomSearch, build_strategy
 
@@ -96,13 +99,32 @@ def test_training_resets_weights_and_schedule_per_candidate(tiny, one_thread):
     assert [strategy.owner(e) for e in range(3)] == [0, 0, 1]
     strategy.begin_epoch(0)
     assert strategy.scheduler.T_max == 2  # candidate 0 trains for epochs 0 and 1
+    # the first step, reproduced by hand on the candidate's discrete child: gradient of the
+    # training loss, norm clipped to grad_clip, then SGD (a fresh momentum buffer is the
+    # gradient itself, weight decay added to it); the ops the child does not run get no
+    # gradient, and SGD leaves them as they are (no weight decay either)
+    c = strategy.config
+    plans = {t: CellPlan("discrete", selection=s) for t, s in strategy.candidates[0].items()}
+    params = dict(net.named_parameters())
+    loss = F.cross_entropy(net(train[0], plans), train[1])
+    grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
+    norm = torch.cat([g.flatten() for g in grads.values() if g is not None]).norm()
+    scale = min(1.0, c.grad_clip / (norm.item() + 1e-6))
+    expected = {n: initial[n] if g is None else
+                initial[n] - c.w_lr * (g * scale + c.w_weight_decay * initial[n])
+                for n, g in grads.items()}
+    assert any(g is None for g in grads.values()) and norm > 0
+    net.load_state_dict(initial)  # the forward above updated the BatchNorm statistics
     strategy.step(train, val)
-    assert not torch.equal(net.classifier.weight, initial["classifier.weight"])
+    for n, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[n], rtol=1e-9, atol=1e-12)
     strategy.end_epoch()
     strategy.child_evaluated({"top1": 0.4})
     assert strategy.scores == [None, None]  # candidate 0 is still training
     strategy.begin_epoch(1)
-    assert strategy.lr < strategy.config.w_lr  # the schedule goes on
+    c = strategy.config  # the schedule goes on: cosine over the block of 2 epochs
+    assert strategy.lr == pytest.approx(c.w_lr_min + (c.w_lr - c.w_lr_min) * (1 + math.cos(
+        math.pi / 2)) / 2)
     strategy.step(train, val)
     strategy.end_epoch()
     strategy.child_evaluated({"top1": 0.25})

@@ -65,7 +65,8 @@ def test_run_directory_and_checkpoints(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[0]["drop_path"] == 0.0 and records[1]["drop_path"] == pytest.approx(0.05)
-    assert records[1]["lr"] < records[0]["lr"]
+    c = tiny(tmp_path)  # cosine from lr to lr_min over 2 epochs: lr, then the midpoint
+    assert [r["lr"] for r in records] == pytest.approx([c.lr, (c.lr + c.lr_min) / 2])
     trained = load_trained(run / LAST)
     assert trained.epoch == 2 and trained.genotype == BUILTIN_GENOTYPES["DARTS_V2"]
     assert not trained.net.training
@@ -75,7 +76,18 @@ def test_run_directory_and_checkpoints(tmp_path):
     tested = evaluate_checkpoint(run / LAST, device="cpu")
     assert tested["top1"] == pytest.approx(records[-1]["test_acc"])
     assert tested["loss"] == pytest.approx(records[-1]["test_loss"], rel=1e-5)
-    assert tested["top5"] >= tested["top1"]
+    # and a plain loop over the test split, normalised by hand, gives the same figures
+    test_set = load_dataset("digits", split="test")
+    mean = torch.tensor(test_set.mean).view(1, -1, 1, 1)
+    std = torch.tensor(test_set.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        logits = trained.net((test_set.images.float() / 255 - mean) / std)
+    labels = test_set.labels
+    ranks = [(row > row[y]).sum().item() for row, y in zip(logits, labels)]  # logits above y's
+    assert tested["top1"] == pytest.approx(sum(r == 0 for r in ranks) / len(labels))
+    assert tested["top5"] == pytest.approx(sum(r < 5 for r in ranks) / len(labels))
+    assert tested["loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), rel=1e-5)
+    assert tested["top5"] > tested["top1"]  # the two counts differ on this run
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
@@ -153,7 +165,9 @@ def test_model_info_of_a_genotype_and_of_a_checkpoint(tmp_path):
     info = model_info("DARTS_V2")
     assert info["parameters"] == 3_349_342 and (info["config"].layers, info["config"].channels
                                                 ) == (20, 36)
-    assert info["flops"] > 1e9  # about 0.53G multiply-adds, 2 FLOPs each
+    # the 528M multiply-adds (2 FLOPs each) later papers report for DARTS_V2 on CIFAR-10
+    # (e.g. Fair DARTS, DARTS-), counted with thop from convolutions and linear layers
+    assert round(info["flops"] / 2e6) == 528
     train("DARTS_V2", tiny(tmp_path, subset=32, channels=4, epochs=1), **QUIET)
     small = model_info(tmp_path / "run" / BEST)
     assert small["shape"].input_shape == (1, 8, 8) and small["config"].channels == 4
