@@ -24,7 +24,9 @@ def tiny():
 
 
 def tiny_config(**changes) -> SearchConfig:
-    return SearchConfig(layers=3, channels=4, **changes)
+    """A config for strategy-level tests: no warm-up unless asked, so that NASP's first step is
+    an architecture step."""
+    return SearchConfig(layers=3, channels=4, **{"warmup_epochs": 0, **changes})
 
 
 @pytest.fixture

@@ -245,7 +245,7 @@ def test_compare_on_nb201_scores_every_run_by_look_up(tmp_path):
     assert len(scores) == 5  # all K samples scored by look-up, none trained
     assert all(record["train_loss"] is None for record in records)
     assert runs[1]["final_accuracy"] == pytest.approx(max(scores))
-    assert "| random | 1 |" in (out / "report.md").read_text()
+    assert "| random | nb201 | 1 |" in (out / "report.md").read_text()
 
 
 def test_full_table_look_ups_equal_the_rows_read_with_the_csv_module(tmp_path):

@@ -57,7 +57,8 @@ def _strategy_steps(name: str, steps: int, rows: slice, bn: str = "local") -> di
     net = distributed.convert_batchnorm(space.build_supernet(3, 5, layers=3, channels=4)
                                         .double(), bn == "sync")
     net.train(bn != "absent")
-    config = SearchConfig(layers=3, channels=4, strategy=name, init_noise=1e-3, device="cpu")
+    config = SearchConfig(layers=3, channels=4, strategy=name, init_noise=1e-3, device="cpu",
+                          warmup_epochs=0)
     strategy = build_strategy(name, space, net, config)
     for step in range(steps):
         (xt, yt), (xv, yv) = _global_batch(step, 0), _global_batch(step, 1)
@@ -184,7 +185,7 @@ def test_only_rank_zero_writes_the_run_directory(ranks):
     run = tmp / "search"
     assert sorted(p.name for p in run.iterdir()) == ["arch.pt", "checkpoint.pt", "config.yaml",
                                                      "environment.json", "genotype.json",
-                                                     "metrics.jsonl"]
+                                                     "genotypes.json", "metrics.jsonl"]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     assert len(json.loads((run / "environment.json").read_text())) == 1  # one start, rank 0's
     # a used directory is refused on every rank with rank 0's message

@@ -101,8 +101,8 @@ def test_training_resets_weights_and_schedule_per_candidate(tiny, one_thread):
     assert strategy.scheduler.T_max == 2  # candidate 0 trains for epochs 0 and 1
     # the first step, reproduced by hand on the candidate's discrete child: gradient of the
     # training loss, norm clipped to grad_clip, then SGD (a fresh momentum buffer is the
-    # gradient itself, weight decay added to it); the ops the child does not run get no
-    # gradient, and SGD leaves them as they are (no weight decay either)
+    # gradient itself, weight decay added to it); the ops the child does not run get a zero
+    # gradient (unselected_weights = decay, the default), so SGD only decays them
     c = strategy.config
     plans = {t: CellPlan("discrete", selection=s) for t, s in strategy.candidates[0].items()}
     params = dict(net.named_parameters())
@@ -110,8 +110,8 @@ def test_training_resets_weights_and_schedule_per_candidate(tiny, one_thread):
     grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)))
     norm = torch.cat([g.flatten() for g in grads.values() if g is not None]).norm()
     scale = min(1.0, c.grad_clip / (norm.item() + 1e-6))
-    expected = {n: initial[n] if g is None else
-                initial[n] - c.w_lr * (g * scale + c.w_weight_decay * initial[n])
+    expected = {n: initial[n] - c.w_lr * ((0 if g is None else g * scale)
+                                          + c.w_weight_decay * initial[n])
                 for n, g in grads.items()}
     assert any(g is None for g in grads.values()) and norm > 0
     net.load_state_dict(initial)  # the forward above updated the BatchNorm statistics

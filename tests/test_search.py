@@ -49,7 +49,7 @@ def test_last_child_evaluation_equals_a_plain_loop(nasp_run):
     normalised validation half (unaugmented)."""
     config, result = nasp_run
     net = result.strategy.net
-    _, val_half = search_split(load_dataset(config.dataset), config.subset)
+    _, val_half = search_split(load_dataset(config.dataset), config.subset, config.seed)
     mean = torch.tensor(val_half.mean).view(1, -1, 1, 1)
     std = torch.tensor(val_half.std).view(1, -1, 1, 1)
     x = (val_half.images.float() / 255 - mean) / std

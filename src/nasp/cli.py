@@ -109,6 +109,12 @@ def _search_parser(sub) -> None:
     p.add_argument("--warmup-epochs", type=int, metavar="N",
                    help="NASP, DARTS: the first N epochs make no architecture step and train "
                         "uniformly drawn paths of the supernet instead (default 0)")
+    p.add_argument("--arch-grad", choices=["plain", "centered"],
+                   help="NASP: the architecture gradient dL/dA_bar as it is (plain, the paper; "
+                        "default) or centered per edge (minus the mean over the edge's ops)")
+    p.add_argument("--path-mix", type=float, metavar="P",
+                   help="NASP: after the warm-up, the share of weight steps that train a "
+                        "uniformly drawn path instead of the selected child (default 0)")
     p.add_argument("--unselected-weights", choices=["decay", "frozen"],
                    help="weights of ops a step does not run: decay (a zero gradient, so weight "
                         "decay and momentum still act, as the reference code; default) or "
@@ -150,8 +156,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
-                     "arch_mode", "init_noise", "a_lr", "warmup_epochs", "unselected_weights",
-                     "nasp_cell", "arch_update", "random_samples", "seed", "device",
+                     "arch_mode", "init_noise", "a_lr", "warmup_epochs", "path_mix", "arch_grad",
+                     "unselected_weights", "nasp_cell", "arch_update", "random_samples", "seed",
+                     "device",
                      "memory_format", "precision", "checkpoint_every", "deterministic", "sync_bn",
                      "out", "benchmark", "benchmark_column")
     }

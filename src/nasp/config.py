@@ -202,8 +202,12 @@ class SearchConfig(_Config):
     init_noise: float = 0.0
     arch_update: str = "lazy"          # lazy (Algorithm 2) | plain (Algorithm 1)
     nasp_cell: str = "projection"      # the cell NASP returns: projection | softmax
+    arch_grad: str = "plain"           # NASP: dL/dA_bar as it is, or centered per edge
     # NASP, DARTS: epochs of uniformly sampled paths before the first architecture step
-    warmup_epochs: int = 0
+    # (None: the strategy's default share of the epochs, see Strategy.default_warmup)
+    warmup_epochs: int | None = None
+    # NASP: share of weight steps after the warm-up that train a sampled path, not the child
+    path_mix: float = 0.0
     # weights of ops a step does not run: decay (zero gradient) | frozen (no gradient)
     unselected_weights: str = "decay"
     # NAS-Bench-201 look-up (space nb201): a CSV table or NATS-Bench files, and the column to
@@ -247,6 +251,7 @@ class SearchConfig(_Config):
         self._check_common({"arch_mode": ("sparse", "reference"),
                             "arch_update": ("lazy", "plain"),
                             "nasp_cell": ("projection", "softmax"),
+                            "arch_grad": ("plain", "centered"),
                             "unselected_weights": ("decay", "frozen"),
                             **{k: v for k, v in _known_names().items() if k != "dataset"}})
         if self.subset is not None and (not _is_int(self.subset) or self.subset < 2):
@@ -259,7 +264,9 @@ class SearchConfig(_Config):
                 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
             raise ConfigError(f"a_betas must be a list of two numbers in [0, 1), got {betas!r}")
         self.a_betas = tuple(float(b) for b in betas)
-        if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+        _check_numbers(self, ("path_mix",), 0, "a probability in [0, 1]", 1.0000001)
+        if self.warmup_epochs is not None and (not _is_int(self.warmup_epochs)
+                                               or not 0 <= self.warmup_epochs < self.epochs):
             raise ConfigError(f"--warmup-epochs must be an integer from 0 to --epochs - 1 "
                               f"({self.epochs - 1}) so that some epochs search the "
                               f"architecture, got {self.warmup_epochs!r}")
@@ -317,13 +324,25 @@ PRESETS: dict[str, Preset] = {
             # decay 1e-3, betas (0.5, 0.999). Data: CIFAR-10's 50,000 training images in two
             # disjoint halves of 25,000 (configs/nas-benchmark/cifar-split.txt, a fixed random
             # split), one for the weights and one for the architecture. Differences here: the
-            # two halves are the first and the second 25,000 images (nasp.data.search_split),
+            # two halves are a seeded, class-stratified split (nasp.data.search_split),
             # and the weights' SGD is plain momentum (SearchConfig has no nesterov option).
             # GDAS.config is the same but for 240 epochs.
             "nb201": dict(dataset="cifar10", layers=5, channels=16, epochs=50, batch_size=64,
                           w_lr=0.025, w_lr_min=0.001, w_momentum=0.9, w_weight_decay=5e-4,
                           grad_clip=5.0, a_lr=3e-4, a_weight_decay=1e-3, a_betas=(0.5, 0.999)),
         }),
+    "faithful": Preset(
+        "NASP exactly as its paper and released code: the paper preset's data and network, no "
+        "warm-up, the cell derived from softmax(A), every weight decayed each step",
+        # the NASP paper (Yao et al., AAAI 2020) and xujinfan/NASP-codes: A = 0.5 (no noise),
+        # Adam 3e-4 / (0.5, 0.999) / 1e-3, SGD 0.025 cosine to 0.001, momentum 0.9, weight decay
+        # 3e-4, clip 5 (SearchConfig's defaults); Algorithm 2; genotype() on softmax(A); every
+        # parameter has a zeroed gradient each step. On nb201 (not in the paper) the benchmark's
+        # network, N 5, C 16.
+        dict(dataset="cifar10", layers=8, channels=16, epochs=50, batch_size=64,
+             strategy="nasp", warmup_epochs=0, nasp_cell="softmax", unselected_weights="decay",
+             arch_update="lazy", init_noise=0.0, a_lr=3e-4),
+        spaces={"nb201": dict(layers=5, channels=16)}),
 }
 """The search presets by name; ``nasp search --preset NAME`` starts from one."""
 

@@ -20,7 +20,8 @@ SGD leaves them and their momentum buffers untouched until they run again.
 Warm-up: in the first ``warmup_epochs`` epochs a strategy that honours it (NASP, DARTS) makes no
 architecture step; each step trains the weights of one path drawn uniformly from the space
 (:meth:`path_step`; SPOS, Guo et al. 2020), so every candidate op is trained before the
-architecture is judged.
+architecture is judged. Left out (None), it is the strategy's :attr:`Strategy.default_warmup`
+share of the epochs, rounded down (0 for DARTS, as its paper).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Strategy(ABC):
     """Base class of the search strategies; subclasses implement ``init_arch`` and ``step``."""
 
     name = "base"
+    #: share of the epochs spent in warm-up when ``warmup_epochs`` is not given
+    default_warmup = 0.0
     #: False for a strategy that needs no training (random search scored by a benchmark table):
     #: the search loop then runs no steps and no child evaluation in its epochs.
     trains = True
@@ -90,6 +93,8 @@ class Strategy(ABC):
         # data-parallel: every rank starts from rank 0's weights and architecture
         distributed.broadcast_([*net.parameters(), *net.buffers(), *self.arch.values()])
         self.epoch = 0  # the current epoch (0-based), set by begin_epoch
+        self.warmup_epochs = (config.warmup_epochs if config.warmup_epochs is not None
+                              else int(self.default_warmup * config.epochs))
         # uniformly sampled paths (warm-up, random search with weight sharing): one generator,
         # seeded alike on every rank, so that all ranks train the same path
         self.path_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -141,7 +146,7 @@ class Strategy(ABC):
     @property
     def warming_up(self) -> bool:
         """Whether the current epoch is one of the ``warmup_epochs`` (no architecture steps)."""
-        return self.epoch < self.config.warmup_epochs
+        return self.epoch < self.warmup_epochs
 
     def set_evaluator(self, evaluator: Evaluator) -> None:
         """The search loop hands over its evaluation of discrete plans on the validation half
@@ -187,6 +192,12 @@ class Strategy(ABC):
         selection = self.space.random_selection(self.path_generator)
         return self.weight_step(batch, {t: CellPlan("discrete", selection=s)
                                         for t, s in selection.items()})
+
+    def warmup_step(self, train: Batch) -> dict[str, torch.Tensor]:
+        """A step of the warm-up (or of any search that only trains sampled paths): a
+        :meth:`path_step`, no architecture step (architecture loss 0)."""
+        loss, correct = self.path_step(train)
+        return {"train_loss": loss, "train_correct": correct, "arch_loss": loss.new_zeros(())}
 
     def set_arch_grads(self, grads: Mapping[str, torch.Tensor]) -> None:
         """Adam step on the architecture parameters with the given gradients (averaged over the

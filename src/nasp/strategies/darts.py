@@ -69,6 +69,8 @@ class DARTS(Strategy):
         return dict(zip(self.arch, grads)), loss.detach()
 
     def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
+        if self.warming_up:
+            return self.warmup_step(train)
         grads, arch_loss = self.arch_gradient(train, val)
         self.set_arch_grads(grads)
         loss, correct = self.weight_step(train, self.dense_plans(detach=True))

@@ -24,7 +24,12 @@ Options (``SearchConfig``; the ``faithful`` preset sets the paper's and referenc
   discrete architecture: after each step ``A`` itself becomes ``A_bar`` (kept for the paper's
   comparison RQ2; a step of size ``a_lr`` from a one-hot point rarely changes the argmax).
 - ``warmup_epochs``: the first epochs make no architecture step; each step trains one uniformly
-  drawn path instead (:meth:`~nasp.strategies.base.Strategy.path_step`).
+  drawn path instead (:meth:`~nasp.strategies.base.Strategy.path_step`). Default: 30% of the
+  epochs (:attr:`default_warmup`), so that the ops are trained before A judges them; the paper
+  has none (0 in the ``faithful`` preset).
+- ``path_mix``: after the warm-up, the share of weight steps that train a uniformly drawn path
+  instead of the child at ``A_bar`` (drawn per step; 0: always the child, as the paper), so that
+  ops the projection does not select keep being trained (as in SPOS and FairNAS).
 - ``nasp_cell``: the cell returned (and logged, and scored): ``"projection"``, the child at
   ``A_bar = prox_C1(A)`` that the search trains and evaluates, or ``"softmax"``, the DARTS
   derivation on ``softmax(A)`` (per node the edges with the largest softmax maximum), which the
@@ -59,6 +64,9 @@ __all__ = ["NASP"]
 
 class NASP(Strategy):
     name = "nasp"
+    #: 30% of the epochs train sampled paths before the first architecture step (measured on
+    #: NAS-Bench-201: BENCHMARKS.md; PC-DARTS warms up 15 of 50 epochs)
+    default_warmup = 0.3
 
     def __init__(self, space, net, config):
         super().__init__(space, net, config)
@@ -97,6 +105,8 @@ class NASP(Strategy):
         if self.config.size_penalty:
             objective = loss + self.config.size_penalty * self.size_regulariser(A_bar)
         grads = torch.autograd.grad(objective, list(A_bar.values()))
+        if self.config.arch_grad == "centered":  # the advantage of each op over the row's mean
+            grads = [g - g.mean(dim=1, keepdim=True) for g in grads]
         return dict(zip(A_bar, grads)), loss.detach()
 
     def arch_step(self, val: Batch) -> torch.Tensor:
@@ -117,10 +127,13 @@ class NASP(Strategy):
 
     def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
         if self.warming_up:
-            loss, correct = self.path_step(train)
-            return {"train_loss": loss, "train_correct": correct, "arch_loss": loss.new_zeros(())}
+            return self.warmup_step(train)
         arch_loss = self.arch_step(val)
-        loss, correct = self.weight_step(train, self.child_plans())
+        mix = self.config.path_mix
+        if mix and torch.rand((), generator=self.path_generator).item() < mix:
+            loss, correct = self.path_step(train)
+        else:
+            loss, correct = self.weight_step(train, self.child_plans())
         return {"train_loss": loss, "train_correct": correct, "arch_loss": arch_loss}
 
     def cells(self) -> dict[str, Genotype]:

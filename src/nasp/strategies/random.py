@@ -38,7 +38,7 @@ from nasp.config import ConfigError, SearchConfig
 from nasp.genotype import Genotype
 from nasp.mixed import CellPlan
 from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import Batch, Strategy, cosine_schedule
+from nasp.strategies.base import Batch, Strategy
 
 __all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scorer"]
 
@@ -120,7 +120,10 @@ class RandomSearch(Strategy):
         c = self.config
         self.w_optim = torch.optim.SGD(self.weights, lr=c.w_lr, momentum=c.w_momentum,
                                        weight_decay=c.w_weight_decay)
-        self.scheduler = cosine_schedule(self.w_optim, epochs, c.w_lr_min)
+        # a fresh cosine over the block from w_lr (PyTorch's: epoch e at e / epochs), not the
+        # search's reference rule, which would train a one-epoch block at w_lr_min throughout
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.w_optim, T_max=epochs, eta_min=c.w_lr_min)
 
     def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
         loss, correct = self.weight_step(train, self.child_plans())
@@ -227,8 +230,7 @@ class SharedWeightRandomSearch(RandomSearch):
         self.epoch = epoch
 
     def step(self, train: Batch, val: Batch) -> dict[str, torch.Tensor]:
-        loss, correct = self.path_step(train)
-        return {"train_loss": loss, "train_correct": correct, "arch_loss": loss.new_zeros(())}
+        return self.warmup_step(train)
 
     def child_plans(self) -> dict[str, CellPlan]:
         """The best candidate so far (the first before any is scored)."""
