@@ -202,13 +202,26 @@ def test_search_logs_the_benchmark_accuracy_every_epoch(tmp_path, capsys):
                  "--benchmark-column", "cifar10", "--out", str(out)]) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2
+    ranked = sorted(accuracy.values())
     for record in records:
         arch = record["genotype"]["arch"]
         assert record["benchmark_acc"] == pytest.approx(accuracy[arch] / 100)
+        # the share of the table's cells at or below it, counted here
+        at_or_below = sum(a <= accuracy[arch] for a in ranked)
+        assert record["benchmark_percentile"] == pytest.approx(100 * at_or_below / 15625)
     printed = capsys.readouterr().out
     final = NB201Genotype.load(out / "genotype.json")
     assert printed.count("benchmark cifar10 acc") == 3  # two epochs and the final line
     assert f"genotype: {final}  benchmark cifar10 acc {accuracy[str(final)]:.2f}%" in printed
+
+
+def test_percentile_counts_ties_and_the_best_is_100(tmp_path):
+    path = write(tmp_path / "t.csv", f"arch,cifar10\n{BEST},94.37\n{RESNET},90\n{ALL_NONE},90\n")
+    table = BenchmarkTable.load(path)
+    assert table.percentile(table.accuracy(BEST, "cifar10"), "cifar10") == pytest.approx(100)
+    tied = table.accuracy(RESNET, "cifar10")
+    assert table.percentile(tied, "cifar10") == pytest.approx(200 / 3)  # two cells at 90
+    assert table.percentile(0.5, "cifar10") == 0
 
 
 def test_search_with_a_bad_benchmark_writes_nothing(tmp_path, capsys):

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config
 
+from nasp.config import ConfigError, SearchConfig, preset
 from nasp.mixed import CellPlan
 from nasp.spaces import DartsCNNSpace
-from nasp.strategies import NASP
+from nasp.strategies import NASP, build_strategy
 
 
 def unselected_ops(net, selection):
@@ -383,3 +384,56 @@ def test_golden_one_step(tiny):
     assert signs == GOLDEN_SIGNS, signs
     moved = (strategy.arch["normal"] - 0.5).abs()
     torch.testing.assert_close(moved, torch.full_like(moved, 3e-4), rtol=1e-3, atol=0)
+
+
+def test_centered_gradient_is_the_plain_one_minus_each_edges_mean(tiny):
+    space, net, _, val = tiny
+    torch.manual_seed(3)
+    plain, _ = NASP(space, net, tiny_config(init_noise=0.1)).arch_gradient(val)
+    torch.manual_seed(3)  # the same initial A
+    centered, _ = NASP(space, net, tiny_config(init_noise=0.1, arch_grad="centered")
+                       ).arch_gradient(val)
+    for t in plain:
+        expected = plain[t] - plain[t].sum(1, keepdim=True) / plain[t].shape[1]
+        torch.testing.assert_close(centered[t], expected, rtol=1e-12, atol=1e-15)
+        assert centered[t].sum(1).abs().max() < 1e-12
+
+
+def test_path_mix_one_trains_a_drawn_path_not_the_child(tiny):
+    """path_mix = 1: after the architecture step, the weight step runs the path the path
+    generator draws (after its mixing draw), not the child at A_bar."""
+    space, net, train, val = tiny
+    strategy = NASP(space, net, tiny_config(path_mix=1.0, init_noise=0.1))
+    draw = torch.Generator().set_state(strategy.path_generator.get_state())
+    torch.rand((), generator=draw)  # the mixing draw
+    path = space.random_selection(draw)
+    assert path != strategy.selection
+    seen = []
+    original = strategy.weight_step
+    strategy.weight_step = lambda batch, plans: (seen.append(plans), original(batch, plans))[1]
+    strategy.step(train, val)
+    assert {t: p.selection for t, p in seen[0].items()} == path
+
+
+def test_warmup_default_is_a_share_of_the_epochs_per_strategy(tiny):
+    space, net, _, _ = tiny
+    config = SearchConfig(layers=3, channels=4, epochs=10)
+    assert NASP(space, net, config).warmup_epochs == 3
+    assert build_strategy("darts", space, net, config).warmup_epochs == 0
+    assert NASP(space, net, config.replace(warmup_epochs=0)).warmup_epochs == 0
+    with pytest.raises(ConfigError, match="--warmup-epochs"):
+        SearchConfig(epochs=4, warmup_epochs=4)
+    with pytest.raises(ConfigError, match="--path-mix"):
+        SearchConfig(path_mix=1.5)
+
+
+def test_faithful_preset_is_the_papers_algorithm():
+    for space in ("darts", "nb201"):
+        c = preset("faithful", space=space)
+        assert (c.strategy, c.warmup_epochs, c.nasp_cell, c.unselected_weights, c.arch_update,
+                c.init_noise, c.path_mix, c.arch_grad) == (
+            "nasp", 0, "softmax", "decay", "lazy", 0.0, 0.0, "plain")
+        assert (c.a_lr, c.a_betas, c.a_weight_decay, c.w_lr, c.w_lr_min, c.w_momentum,
+                c.w_weight_decay, c.grad_clip, c.batch_size, c.epochs) == (
+            3e-4, (0.5, 0.999), 1e-3, 0.025, 0.001, 0.9, 3e-4, 5.0, 64, 50)
+    assert (preset("faithful", space="nb201").layers, preset("faithful").layers) == (5, 8)

@@ -198,3 +198,36 @@ def test_search_loop_by_training_scores_each_candidate(tmp_path, one_thread):
     assert result.genotype == DartsCNNSpace("darts-7").genotype_of(
         result.strategy.candidates[best])
     assert any("random: #2/2" in line for line in lines)
+
+
+def test_random_ws_scores_with_the_shared_weights_and_rescores_the_best(tiny):
+    """Random search with weight sharing: the candidates of an epoch and the best so far are
+    scored by the loop's evaluation with the current weights; the best is the argmax of those
+    fresh scores; no table is read even when one is configured."""
+    space, net, train, val = tiny
+    strategy = build_strategy("random-ws", space, net, tiny_config(epochs=2, random_samples=4))
+    assert strategy.trains and strategy.scorer is None
+    calls = []
+    table = {0: [0.3], 1: [0.5, 0.2], 2: [0.4], 3: [0.1]}  # candidate -> successive scores
+
+    def evaluator(plans):
+        i = next(i for i, c in enumerate(strategy.candidates)
+                 if all(plans[t].selection == c[t] for t in c))
+        calls.append(i)
+        return {"top1": table[i].pop(0)}
+
+    strategy.set_evaluator(evaluator)
+    for epoch in range(2):
+        strategy.begin_epoch(epoch)
+        before = [p.detach().clone() for p in net.parameters()]
+        m = strategy.step(train, val)
+        assert m["arch_loss"].item() == 0
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+        strategy.end_epoch()
+        if epoch == 0:
+            assert calls == [0, 1] and strategy.best == 1
+    # epoch 2: candidates 2 and 3, then the incumbent 1 again (now 0.2): 2 is best with 0.4
+    assert calls == [0, 1, 2, 3, 1]
+    assert strategy.scores == [0.3, 0.2, 0.4, 0.1] and strategy.best == 2
+    assert strategy.genotype() == space.genotype_of(strategy.candidates[2])
+    assert strategy.child_plans()["normal"].selection == strategy.candidates[2]["normal"]

@@ -89,19 +89,24 @@ def test_batch_stream_continues_exactly_from_a_saved_position():
         again.load_state_dict({"order": torch.arange(7), "position": 0})
 
 
-@pytest.mark.parametrize("strategy, subset, epochs, checkpoint_every, at", [
-    ("nasp", 64, 2, 3, (0, 3)), ("random", 64, 2, 3, (0, 3)), ("random", 64, 2, 3, (1, 2)),
-    ("darts", 32, 2, 1, (1, 1)), ("darts2", 32, 3, 1, (1, 1))])
+@pytest.mark.parametrize("strategy, subset, epochs, checkpoint_every, at, extra", [
+    ("nasp", 64, 2, 3, (0, 3), {}), ("random", 64, 2, 3, (0, 3), {}),
+    ("random", 64, 2, 3, (1, 2), {}), ("darts", 32, 2, 1, (1, 1), {}),
+    ("darts2", 32, 3, 1, (1, 1), {}),
+    # resumed inside the warm-up: the sampled paths (and the later path-mixing draws) come
+    # from the restored path generator
+    ("nasp", 64, 2, 3, (0, 3), {"warmup_epochs": 1, "path_mix": 0.5}),
+    ("random-ws", 64, 2, 3, (1, 2), {"random_samples": 4})])
 def test_search_resumed_mid_epoch_equals_an_uninterrupted_search(tmp_path, monkeypatch,
                                                                  strategy, subset, epochs,
-                                                                 checkpoint_every, at):
+                                                                 checkpoint_every, at, extra):
     """Random search trains a fresh candidate each epoch: resuming in the first epoch must keep
     training candidate 1, resuming in the second must not restart candidate 2 again. DARTS and
     DARTS2 (2 steps per epoch, to keep them short) resume in the second epoch, with momentum
     buffers that DARTS2's virtual step reads; DARTS2 runs a third epoch, whose lr (its
     virtual-step size) comes from the restored lr schedule."""
     config = dict(epochs=epochs, checkpoint_every=checkpoint_every, strategy=strategy,
-                  subset=subset)
+                  subset=subset, **extra)
     straight = search(tiny_search(tmp_path, "straight", **config), **QUIET)
 
     # subset 64: 4 steps per epoch, checkpoints after global steps 3 (epoch 1, step 3),
