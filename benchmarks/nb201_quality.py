@@ -18,8 +18,8 @@ The variants (``--variants`` picks some; ``--seeds`` the seeds):
 
 - ``nasp-faithful``: ``--preset faithful``, the paper's algorithm and hyperparameters.
 - ``nasp``: NASP at the library's defaults (a warm-up of sampled paths, then NASP).
-- ``nasp-frozen``, ``nasp-alr3e-3``, ``nasp-warmup5``, ``nasp-pathmix``, ``nasp-centered``: one
-  default changed each (ablations, run when named).
+- ``nasp-frozen``, ``nasp-alr3e-3``, ``nasp-warmup5``, ``nasp-warmup8``, ``nasp-pathmix``,
+  ``nasp-centered``: one default changed each (ablations, run when named).
 - ``nasp-plain``: the defaults with the plain proximal gradient step (Algorithm 1; RQ2).
 - ``darts``, ``darts2``: DARTS first and second order (their paper's settings).
 - ``random-ws``: random search with weight sharing (supernet trained through sampled paths,
@@ -48,6 +48,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                                                 "frozen"]),
     "nasp-alr3e-3": ("NASP defaults, architecture lr 3e-3", ["--a-lr", "3e-3"]),
     "nasp-warmup5": ("NASP defaults, 5 warm-up epochs", ["--warmup-epochs", "5"]),
+    "nasp-warmup8": ("NASP defaults, 8 warm-up epochs", ["--warmup-epochs", "8"]),
     "nasp-pathmix": ("NASP defaults, half the weight steps on drawn paths", ["--path-mix",
                                                                               "0.5"]),
     "nasp-centered": ("NASP defaults, centered architecture gradient", ["--arch-grad",

@@ -12,8 +12,13 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture
 def tiny():
     """A tiny seeded float64 supernet (3 cells, C 4, 8x8 RGB, 5 classes) and two batches."""
+    return tiny_supernet("darts-7")
+
+
+def tiny_supernet(primitives: str):
+    """The ``tiny`` fixture's supernet and batches on another primitive set."""
     torch.manual_seed(0)
-    space = DartsCNNSpace("darts-7")
+    space = DartsCNNSpace(primitives)
     net = space.build_supernet(3, 5, layers=3, channels=4).double()
     g = torch.Generator().manual_seed(1)
     train = (torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),

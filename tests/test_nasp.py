@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from conftest import tiny_config, tiny_supernet
 
 from nasp.config import ConfigError, SearchConfig, preset
 from nasp.mixed import CellPlan
@@ -246,12 +246,7 @@ def test_darts_set_with_none_is_not_dead():
     """On the DARTS set (none first), NASP's first architecture gradient is not zero and no
     kept edge starts at none (before the shared tie rule, every edge chose none and every
     gradient was exactly 0)."""
-    torch.manual_seed(0)
-    space = DartsCNNSpace("darts")
-    net = space.build_supernet(3, 5, layers=3, channels=4).double()
-    g = torch.Generator().manual_seed(1)
-    val = (torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),
-           torch.randint(0, 5, (6,), generator=g))
+    space, net, _, val = tiny_supernet("darts")
     strategy = NASP(space, net, tiny_config(primitives="darts"))
     grads, _ = strategy.arch_gradient(val)
     assert all(g.abs().max() > 1e-4 for g in grads.values())
@@ -437,3 +432,20 @@ def test_faithful_preset_is_the_papers_algorithm():
                 c.w_weight_decay, c.grad_clip, c.batch_size, c.epochs) == (
             3e-4, (0.5, 0.999), 1e-3, 0.025, 0.001, 0.9, 3e-4, 5.0, 64, 50)
     assert (preset("faithful", space="nb201").layers, preset("faithful").layers) == (5, 8)
+
+
+def test_cosine_architecture_lr_after_the_warmup(tiny):
+    """a_lr_schedule = cosine: a_lr through the warm-up and the first searching epoch, then
+    (1 + cos(pi (e - W) / (E - W))) / 2 of it; constant: a_lr throughout."""
+    space, net, _, _ = tiny
+    config = tiny_config(epochs=6, warmup_epochs=2, a_lr=0.01, a_lr_schedule="cosine")
+    strategy = NASP(space, net, config)
+    seen = []
+    for e in range(6):
+        strategy.begin_epoch(e)
+        seen.append(strategy.a_optim.param_groups[0]["lr"])
+    expected = [0.01, 0.01] + [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    constant = NASP(space, net, config.replace(a_lr_schedule="constant"))
+    constant.begin_epoch(5)
+    assert constant.a_optim.param_groups[0]["lr"] == 0.01

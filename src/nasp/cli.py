@@ -106,9 +106,13 @@ def _search_parser(sub) -> None:
                    help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
     p.add_argument("--a-lr", type=float, metavar="LR",
                    help="architecture step size (Adam learning rate; default 3e-4)")
+    p.add_argument("--a-lr-schedule", choices=["constant", "cosine"],
+                   help="architecture lr: constant (default) or a cosine from --a-lr towards 0 "
+                        "over the epochs after the warm-up")
     p.add_argument("--warmup-epochs", type=int, metavar="N",
                    help="NASP, DARTS: the first N epochs make no architecture step and train "
-                        "uniformly drawn paths of the supernet instead (default 0)")
+                        "uniformly drawn paths of the supernet instead (default: NASP 30%% of "
+                        "--epochs, DARTS 0)")
     p.add_argument("--arch-grad", choices=["plain", "centered"],
                    help="NASP: the architecture gradient dL/dA_bar as it is (plain, the paper; "
                         "default) or centered per edge (minus the mean over the edge's ops)")
@@ -156,7 +160,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         name: getattr(args, name)
         for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
                      "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
-                     "arch_mode", "init_noise", "a_lr", "warmup_epochs", "path_mix", "arch_grad",
+                     "arch_mode", "init_noise", "a_lr", "a_lr_schedule", "warmup_epochs",
+                     "path_mix", "arch_grad",
                      "unselected_weights", "nasp_cell", "arch_update", "random_samples", "seed",
                      "device",
                      "memory_format", "precision", "checkpoint_every", "deterministic", "sync_bn",

@@ -194,6 +194,7 @@ class SearchConfig(_Config):
     a_lr: float = 3e-4
     a_betas: tuple[float, float] = (0.5, 0.999)
     a_weight_decay: float = 1e-3
+    a_lr_schedule: str = "constant"    # constant | cosine (over the epochs after the warm-up)
     # DARTS second order: eps = hessian_radius / ||v|| in the finite-difference Hessian
     hessian_radius: float = 0.01
     # NASP
@@ -252,6 +253,7 @@ class SearchConfig(_Config):
                             "arch_update": ("lazy", "plain"),
                             "nasp_cell": ("projection", "softmax"),
                             "arch_grad": ("plain", "centered"),
+                            "a_lr_schedule": ("constant", "cosine"),
                             "unselected_weights": ("decay", "frozen"),
                             **{k: v for k, v in _known_names().items() if k != "dataset"}})
         if self.subset is not None and (not _is_int(self.subset) or self.subset < 2):

@@ -140,8 +140,20 @@ class Strategy(ABC):
 
     # -- per-epoch hooks of the search loop (no-ops here; random search uses them) ------------
     def begin_epoch(self, epoch: int) -> None:
-        """Called before the steps of epoch ``epoch`` (0-based)."""
+        """Called before the steps of epoch ``epoch`` (0-based); sets the architecture lr."""
         self.epoch = epoch
+        for group in self.a_optim.param_groups:
+            group["lr"] = self.config.a_lr * self.arch_lr_factor(epoch)
+
+    def arch_lr_factor(self, epoch: int) -> float:
+        """The architecture lr of ``epoch`` over ``a_lr``: 1 (``a_lr_schedule = "constant"``),
+        or a cosine from 1 down towards 0 over the epochs after the warm-up (``"cosine"``:
+        epoch ``e`` of the ``E - W`` searching epochs at ``(1 + cos(pi (e - W) / (E - W))) / 2``),
+        so that the first architecture decisions, made on the warmed-up weights, weigh most."""
+        W, E = self.warmup_epochs, self.config.epochs
+        if self.config.a_lr_schedule == "constant" or epoch < W:
+            return 1.0
+        return (1 + math.cos(math.pi * (epoch - W) / (E - W))) / 2
 
     @property
     def warming_up(self) -> bool:
