@@ -104,6 +104,9 @@ def summarise(args: argparse.Namespace) -> dict:
             e = run["epochs"]
             corr = [r["diagnostics"]["op_correlation"]["mean"] for r in e
                     if r["diagnostics"]["op_correlation"]["mean"] is not None]
+            # NASP: the cell after the first epoch with architecture steps, and the last
+            # epoch's flips and margin (how decided the choice is)
+            searched = [r for r in e if "nasp" in r and not r["nasp"]["warmup"]]
             runs[seed] = {
                 "benchmark_acc": 100 * e[-1]["benchmark_acc"],
                 "percentile": e[-1]["benchmark_percentile"],
@@ -114,6 +117,10 @@ def summarise(args: argparse.Namespace) -> dict:
                 "curve": [(sum(r["cpu_seconds"] for r in e[:i + 1]), 100 * r["benchmark_acc"])
                           for i, r in enumerate(e)],
                 "cells": e[-1].get("cells"),
+                "first_searched_acc": (100 * searched[0]["benchmark_acc"]) if searched else None,
+                "last_flips": searched[-1]["nasp"]["flips"] if searched else None,
+                "last_margin": searched[-1]["nasp"]["margin"] if searched else None,
+                "param_free": e[-1]["diagnostics"]["param_free"]["total"],
             }
         accs = [r["benchmark_acc"] for r in runs.values()]
         rows[name] = {
@@ -124,6 +131,8 @@ def summarise(args: argparse.Namespace) -> dict:
             "seconds": mean_std([r["seconds"] for r in runs.values()]),
             "op_correlation": mean_std([r["op_correlation"] for r in runs.values()
                                         if r["op_correlation"] is not None]),
+            "first_searched_acc": mean_std([r["first_searched_acc"] for r in runs.values()
+                                            if r["first_searched_acc"] is not None]),
         }
     return {"budget": BUDGET, "seeds": args.seeds, "variants": rows}
 
@@ -141,22 +150,30 @@ def report(results: dict, out: Path) -> str:
              "search. Benchmark accuracy: the found cell's 200-epoch CIFAR-10 test accuracy in "
              "the NAS-Bench-201 table; percentile: the share of the table's 15,625 cells at or "
              "below it. Mean ± sample std over the seeds. CPU time: the search process's CPU "
-             "seconds over the epochs.", "",
+             "seconds over the epochs (wall time is inflated where more searches than cores "
+             "ran at once). op corr: the mean correlation of the candidate ops' outputs per "
+             "edge over the search (collapse diagnostics). After 1st searched epoch: NASP's "
+             "cell at the end of its first epoch with architecture steps.", "",
              "| variant | seeds | benchmark acc (%) | percentile | search CPU (s) | "
-             "search wall (s) | op corr |", "|---|---|---|---|---|---|---|"]
+             "search wall (s) | op corr | after 1st searched epoch (%) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, row in results["variants"].items():
         if not row["runs"]:
             continue
         lines.append(f"| {row['label']} (`{name}`) | {len(row['runs'])} | "
                      f"{fmt(row['benchmark_acc'])} | {fmt(row['percentile'], 1)} | "
                      f"{fmt(row['cpu_seconds'], 0)} | {fmt(row['seconds'], 0)} | "
-                     f"{fmt(row['op_correlation'])} |")
-    lines += ["", "## Runs", "", "| variant | seed | benchmark acc (%) | percentile | cell |",
-              "|---|---|---|---|---|"]
+                     f"{fmt(row['op_correlation'])} | {fmt(row['first_searched_acc'])} |")
+    lines += ["", "## Runs", "",
+              "| variant | seed | benchmark acc (%) | percentile | param-free edges | "
+              "last epoch: flips, margin | cell |", "|---|---|---|---|---|---|---|"]
     for name, row in results["variants"].items():
         for seed, r in row["runs"].items():
+            decided = ("-" if r["last_flips"] is None
+                       else f"{r['last_flips']}, {r['last_margin']:.4f}")
             lines.append(f"| `{name}` | {seed} | {r['benchmark_acc']:.2f} | "
-                         f"{r['percentile']:.1f} | `{r['arch']}` |")
+                         f"{r['percentile']:.1f} | {r['param_free']}/6 | {decided} | "
+                         f"`{r['arch'].replace('|', chr(92) + '|')}` |")
     lines += ["", "![benchmark accuracy of the current cell against search CPU time]"
               "(convergence.png)", ""]
     text = "\n".join(lines)

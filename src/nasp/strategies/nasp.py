@@ -143,9 +143,7 @@ class NASP(Strategy):
 
     def genotype(self) -> Genotype:
         """The cell ``nasp_cell`` names (see the module docstring)."""
-        if self.config.nasp_cell == "projection":
-            return self.space.genotype_of(self.selection)
-        return self.space.derive(self.arch)
+        return self.cells()[self.config.nasp_cell]
 
     def begin_epoch(self, epoch: int) -> None:
         super().begin_epoch(epoch)
