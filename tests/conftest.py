@@ -29,9 +29,7 @@ def tiny_supernet(primitives: str):
 
 
 def tiny_config(**changes) -> SearchConfig:
-    """A config for strategy-level tests: no warm-up unless asked, so that NASP's first step is
-    an architecture step."""
-    return SearchConfig(layers=3, channels=4, **{"warmup_epochs": 0, **changes})
+    return SearchConfig(layers=3, channels=4, **changes)
 
 
 @pytest.fixture

@@ -410,12 +410,23 @@ def test_path_mix_one_trains_a_drawn_path_not_the_child(tiny):
     assert {t: p.selection for t, p in seen[0].items()} == path
 
 
-def test_warmup_default_is_a_share_of_the_epochs_per_strategy(tiny):
-    space, net, _, _ = tiny
-    config = SearchConfig(layers=3, channels=4, epochs=10)
-    assert NASP(space, net, config).warmup_epochs == 3
-    assert build_strategy("darts", space, net, config).warmup_epochs == 0
-    assert NASP(space, net, config.replace(warmup_epochs=0)).warmup_epochs == 0
+def test_darts_warms_up_through_sampled_paths_too(tiny):
+    """DARTS honours warmup_epochs: no architecture step, alpha unchanged, the weights train."""
+    space, net, train, val = tiny
+    strategy = build_strategy("darts", space, net, tiny_config(epochs=2, warmup_epochs=1))
+    alpha = {t: a.detach().clone() for t, a in strategy.arch.items()}
+    before = [p.detach().clone() for p in net.parameters()]
+    strategy.begin_epoch(0)
+    assert strategy.step(train, val)["arch_loss"].item() == 0
+    assert all(torch.equal(strategy.arch[t], alpha[t]) for t in alpha)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    strategy.end_epoch()
+    strategy.begin_epoch(1)
+    strategy.step(train, val)
+    assert any(not torch.equal(strategy.arch[t], alpha[t]) for t in alpha)
+
+
+def test_warmup_and_path_mix_are_checked():
     with pytest.raises(ConfigError, match="--warmup-epochs"):
         SearchConfig(epochs=4, warmup_epochs=4)
     with pytest.raises(ConfigError, match="--path-mix"):

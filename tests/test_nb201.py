@@ -312,7 +312,7 @@ def test_config_picks_the_nb201_op_set_and_checks_the_benchmark_options():
 
 def test_nasp_starts_at_skip_penalises_size_and_takes_an_adam_step(supernet):
     space, net, batch = supernet
-    config = SearchConfig(space="nb201", layers=3, channels=4, size_penalty=1.0, warmup_epochs=0)
+    config = SearchConfig(space="nb201", layers=3, channels=4, size_penalty=1.0)
     strategy = build_strategy("nasp", space, net, config)
     assert strategy.selection == {"cell": (SKIP,) * 6}  # not the all-none network
     # a point where convolutions win edges (so the size penalty is not 0) and entries sit on

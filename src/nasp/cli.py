@@ -111,8 +111,7 @@ def _search_parser(sub) -> None:
                         "over the epochs after the warm-up")
     p.add_argument("--warmup-epochs", type=int, metavar="N",
                    help="NASP, DARTS: the first N epochs make no architecture step and train "
-                        "uniformly drawn paths of the supernet instead (default: NASP 30%% of "
-                        "--epochs, DARTS 0)")
+                        "uniformly drawn paths of the supernet instead (default 0)")
     p.add_argument("--arch-grad", choices=["plain", "centered"],
                    help="NASP: the architecture gradient dL/dA_bar as it is (plain, the paper; "
                         "default) or centered per edge (minus the mean over the edge's ops)")

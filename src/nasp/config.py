@@ -205,8 +205,7 @@ class SearchConfig(_Config):
     nasp_cell: str = "projection"      # the cell NASP returns: projection | softmax
     arch_grad: str = "plain"           # NASP: dL/dA_bar as it is, or centered per edge
     # NASP, DARTS: epochs of uniformly sampled paths before the first architecture step
-    # (None: the strategy's default share of the epochs, see Strategy.default_warmup)
-    warmup_epochs: int | None = None
+    warmup_epochs: int = 0
     # NASP: share of weight steps after the warm-up that train a sampled path, not the child
     path_mix: float = 0.0
     # weights of ops a step does not run: decay (zero gradient) | frozen (no gradient)
@@ -267,8 +266,7 @@ class SearchConfig(_Config):
             raise ConfigError(f"a_betas must be a list of two numbers in [0, 1), got {betas!r}")
         self.a_betas = tuple(float(b) for b in betas)
         _check_numbers(self, ("path_mix",), 0, "a probability in [0, 1]", 1.0000001)
-        if self.warmup_epochs is not None and (not _is_int(self.warmup_epochs)
-                                               or not 0 <= self.warmup_epochs < self.epochs):
+        if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(f"--warmup-epochs must be an integer from 0 to --epochs - 1 "
                               f"({self.epochs - 1}) so that some epochs search the "
                               f"architecture, got {self.warmup_epochs!r}")

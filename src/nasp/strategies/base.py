@@ -20,8 +20,8 @@ SGD leaves them and their momentum buffers untouched until they run again.
 Warm-up: in the first ``warmup_epochs`` epochs a strategy that honours it (NASP, DARTS) makes no
 architecture step; each step trains the weights of one path drawn uniformly from the space
 (:meth:`path_step`; SPOS, Guo et al. 2020), so every candidate op is trained before the
-architecture is judged. Left out (None), it is the strategy's :attr:`Strategy.default_warmup`
-share of the epochs, rounded down (0 for DARTS, as its paper).
+architecture is judged. Off by default: on NAS-Bench-201 it did not find better cells
+(BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -70,8 +70,6 @@ class Strategy(ABC):
     """Base class of the search strategies; subclasses implement ``init_arch`` and ``step``."""
 
     name = "base"
-    #: share of the epochs spent in warm-up when ``warmup_epochs`` is not given
-    default_warmup = 0.0
     #: False for a strategy that needs no training (random search scored by a benchmark table):
     #: the search loop then runs no steps and no child evaluation in its epochs.
     trains = True
@@ -93,8 +91,7 @@ class Strategy(ABC):
         # data-parallel: every rank starts from rank 0's weights and architecture
         distributed.broadcast_([*net.parameters(), *net.buffers(), *self.arch.values()])
         self.epoch = 0  # the current epoch (0-based), set by begin_epoch
-        self.warmup_epochs = (config.warmup_epochs if config.warmup_epochs is not None
-                              else int(self.default_warmup * config.epochs))
+        self.warmup_epochs = config.warmup_epochs
         # uniformly sampled paths (warm-up, random search with weight sharing): one generator,
         # seeded alike on every rank, so that all ranks train the same path
         self.path_generator = torch.Generator().manual_seed(config.seed + 1)

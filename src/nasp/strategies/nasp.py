@@ -24,9 +24,9 @@ Options (``SearchConfig``; the ``faithful`` preset sets the paper's and referenc
   discrete architecture: after each step ``A`` itself becomes ``A_bar`` (kept for the paper's
   comparison RQ2; a step of size ``a_lr`` from a one-hot point rarely changes the argmax).
 - ``warmup_epochs``: the first epochs make no architecture step; each step trains one uniformly
-  drawn path instead (:meth:`~nasp.strategies.base.Strategy.path_step`). Default: 30% of the
-  epochs (:attr:`default_warmup`), so that the ops are trained before A judges them; the paper
-  has none (0 in the ``faithful`` preset).
+  drawn path instead (:meth:`~nasp.strategies.base.Strategy.path_step`), so that the ops are
+  trained before A judges them. Default 0, as the paper: on NAS-Bench-201 a warm-up of 30% of
+  the epochs found worse cells on average (BENCHMARKS.md).
 - ``path_mix``: after the warm-up, the share of weight steps that train a uniformly drawn path
   instead of the child at ``A_bar`` (drawn per step; 0: always the child, as the paper), so that
   ops the projection does not select keep being trained (as in SPOS and FairNAS).
@@ -64,9 +64,6 @@ __all__ = ["NASP"]
 
 class NASP(Strategy):
     name = "nasp"
-    #: 30% of the epochs train sampled paths before the first architecture step (measured on
-    #: NAS-Bench-201: BENCHMARKS.md; PC-DARTS warms up 15 of 50 epochs)
-    default_warmup = 0.3
 
     def __init__(self, space, net, config):
         super().__init__(space, net, config)
