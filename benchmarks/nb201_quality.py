@@ -67,6 +67,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+#: the strategies drawn in convergence.png
+PLOTTED = ("nasp-faithful", "nasp", "nasp-warmup3", "nasp-plain", "darts", "darts2", "random-ws")
+
+
 def run_one(name: str, seed: int, args: argparse.Namespace) -> Path:
     """One search (skipped when its run directory already holds a finished search)."""
     out = Path(args.work) / f"{name}-s{seed}"
@@ -195,6 +199,8 @@ def plot(results: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for name, row in results["variants"].items():
+        if name not in PLOTTED:  # the ablations stay in the tables
+            continue
         curves = [r["curve"] for r in row["runs"].values()]
         if not curves:
             continue
