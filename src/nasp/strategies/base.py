@@ -181,12 +181,13 @@ class Strategy(ABC):
         Parameters the plans do not run get a zero gradient (``unselected_weights = "decay"``)
         or none (``"frozen"``); see the module docstring."""
         x, y = batch
-        self.w_optim.zero_grad(set_to_none=True)
+        decay = self.config.unselected_weights == "decay"
+        self.w_optim.zero_grad(set_to_none=not decay)  # decay: gradients stay, zeroed in place
         with self.autocast():
             logits = self.net(x, plans)
             loss = F.cross_entropy(logits, y)
         loss.backward()
-        if self.config.unselected_weights == "decay":
+        if decay:  # parameters no step has run yet get their zero gradient once
             for w in self.weights:
                 if w.grad is None:
                     w.grad = torch.zeros_like(w)
