@@ -212,7 +212,9 @@ def test_search_logs_the_benchmark_accuracy_every_epoch(tmp_path, capsys):
     printed = capsys.readouterr().out
     final = NB201Genotype.load(out / "genotype.json")
     assert printed.count("benchmark cifar10 acc") == 3  # two epochs and the final line
-    assert f"genotype: {final}  benchmark cifar10 acc {accuracy[str(final)]:.2f}%" in printed
+    final_pct = 100 * sum(a <= accuracy[str(final)] for a in ranked) / 15625
+    assert (f"genotype: {final}  benchmark cifar10 acc {accuracy[str(final)]:.2f}% "
+            f"(percentile {final_pct:.1f})") in printed
 
 
 def test_percentile_counts_ties_and_the_best_is_100(tmp_path):
