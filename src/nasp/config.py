@@ -365,7 +365,7 @@ def describe_preset(name: str, space: str) -> str:
     cells = (f"N {values['layers']} cells per stage" if space == "nb201"
              else f"{values['layers']} cells")
     parts = [values["dataset"] + ("" if values["subset"] is None
-                                  else f" (first {values['subset']} images)"),
+                                  else f" ({values['subset']} images)"),
              cells, f"C {values['channels']}", f"{values['epochs']} epochs",
              f"batch {values['batch_size']}"]
     shown = {"space", "dataset", "subset", "layers", "channels", "epochs", "batch_size"}

@@ -208,6 +208,12 @@ class _SearchSession:
         return evaluate_classifier(self.net, self.eval_batches,
                                    forward=lambda x: self.net(x, plans))
 
+    def _cells(self) -> dict[str, dict[str, Any]]:
+        """The strategy's candidate cells (:meth:`Strategy.cells`), each with its benchmark
+        accuracy when a table is given; empty for a strategy that has none."""
+        return {name: {"genotype": g.to_dict(), **benchmark_record(self.bench, g)}
+                for name, g in self.strategy.cells().items()}
+
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self, seconds: float, cpu_seconds: float) -> dict[str, Any]:
         return {
@@ -291,11 +297,9 @@ class _SearchSession:
         genotype = self.strategy.genotype()
         run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in self.strategy.arch.items()})
         run.write_text("genotype.json", genotype.to_json() + "\n")
-        cells = self.strategy.cells()
+        cells = self._cells()
         if cells:
-            run.write_text("genotypes.json", json.dumps(
-                {name: {"genotype": g.to_dict(), **benchmark_record(self.bench, g)}
-                 for name, g in cells.items()}, indent=2) + "\n")
+            run.write_text("genotypes.json", json.dumps(cells, indent=2) + "\n")
         if plots:
             write_pictures(run.path, log)
         log(f"genotype: {genotype}"
@@ -355,10 +359,9 @@ class _SearchSession:
             "diagnostics": self.diagnostics.measure(strategy.arch, genotype),
             **strategy.epoch_metrics(), **benchmark_record(self.bench, genotype),
         }
-        cells = strategy.cells()
+        cells = self._cells()
         if cells:
-            record["cells"] = {name: {"genotype": g.to_dict(), **benchmark_record(self.bench, g)}
-                               for name, g in cells.items()}
+            record["cells"] = cells
         self.history.append(record)
         self.epoch, self.step, self.sums = self.epoch + 1, 0, EpochSums()
         self.seconds = self.cpu_seconds = 0.0

@@ -45,10 +45,15 @@ from nasp.spaces.base import SearchSpace
 Batch = tuple[torch.Tensor, torch.Tensor]
 Plans = Mapping[str, CellPlan]
 
-__all__ = ["Batch", "Evaluator", "Plans", "Strategy", "cosine_schedule"]
+__all__ = ["Batch", "Evaluator", "Plans", "Strategy", "cosine_schedule", "discrete_plans"]
 
 #: The search loop's evaluation of discrete plans on the validation half (``loss``, ``top1``).
 Evaluator = Callable[[Plans], Mapping[str, float]]
+
+
+def discrete_plans(selection: Mapping[str, tuple[int, ...]]) -> dict[str, CellPlan]:
+    """The discrete plan of every cell type of a selection (one op index per edge, -1 dropped)."""
+    return {t: CellPlan("discrete", selection=s) for t, s in selection.items()}
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int,
@@ -91,7 +96,6 @@ class Strategy(ABC):
         # data-parallel: every rank starts from rank 0's weights and architecture
         distributed.broadcast_([*net.parameters(), *net.buffers(), *self.arch.values()])
         self.epoch = 0  # the current epoch (0-based), set by begin_epoch
-        self.warmup_epochs = config.warmup_epochs
         # uniformly sampled paths (warm-up, random search with weight sharing): one generator,
         # seeded alike on every rank, so that all ranks train the same path
         self.path_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -130,7 +134,7 @@ class Strategy(ABC):
     def child_plans(self) -> dict[str, CellPlan]:
         """Discrete plans of the current child network (evaluated after each epoch)."""
         selection = self.space.selection_of(self.genotype())
-        return {t: CellPlan("discrete", selection=s) for t, s in selection.items()}
+        return discrete_plans(selection)
 
     def end_epoch(self) -> None:
         self.scheduler.step()
@@ -147,7 +151,7 @@ class Strategy(ABC):
         or a cosine from 1 down towards 0 over the epochs after the warm-up (``"cosine"``:
         epoch ``e`` of the ``E - W`` searching epochs at ``(1 + cos(pi (e - W) / (E - W))) / 2``),
         so that the first architecture decisions, made on the warmed-up weights, weigh most."""
-        W, E = self.warmup_epochs, self.config.epochs
+        W, E = self.config.warmup_epochs, self.config.epochs
         if self.config.a_lr_schedule == "constant" or epoch < W:
             return 1.0
         return (1 + math.cos(math.pi * (epoch - W) / (E - W))) / 2
@@ -155,7 +159,7 @@ class Strategy(ABC):
     @property
     def warming_up(self) -> bool:
         """Whether the current epoch is one of the ``warmup_epochs`` (no architecture steps)."""
-        return self.epoch < self.warmup_epochs
+        return self.epoch < self.config.warmup_epochs
 
     def set_evaluator(self, evaluator: Evaluator) -> None:
         """The search loop hands over its evaluation of discrete plans on the validation half
@@ -200,8 +204,7 @@ class Strategy(ABC):
         """A weight step through one path drawn uniformly from the space (every edge of the
         path runs its drawn op; see ``SearchSpace.random_selection``)."""
         selection = self.space.random_selection(self.path_generator)
-        return self.weight_step(batch, {t: CellPlan("discrete", selection=s)
-                                        for t, s in selection.items()})
+        return self.weight_step(batch, discrete_plans(selection))
 
     def warmup_step(self, train: Batch) -> dict[str, torch.Tensor]:
         """A step of the warm-up (or of any search that only trains sampled paths): a

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from nasp.genotype import Genotype
 from nasp.mixed import CellPlan
 from nasp.prox import prox_c2, selection_indices
-from nasp.strategies.base import Batch, Strategy
+from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["NASP"]
 
@@ -146,22 +146,26 @@ class NASP(Strategy):
         super().begin_epoch(epoch)
         self.flips = 0
 
-    def epoch_metrics(self) -> dict[str, Any]:
+    def margin(self) -> float:
+        """The mean over edges of the gap between the two largest entries of ``A``."""
         margins = []
         for a in self.arch.values():
             top = a.detach().topk(2, dim=1).values
             margins.extend((top[:, 0] - top[:, 1]).tolist())
-        return {"nasp": {"flips": self.flips, "margin": sum(margins) / len(margins),
+        return sum(margins) / len(margins)
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        return {"nasp": {"flips": self.flips, "margin": self.margin(),
                          "warmup": self.warming_up}}
 
     def epoch_summary(self) -> str:
         if self.warming_up:
             return "warm-up (sampled paths)"
-        return f"flips {self.flips}  margin {self.epoch_metrics()['nasp']['margin']:.4f}"
+        return f"flips {self.flips}  margin {self.margin():.4f}"
 
     def child_plans(self) -> dict[str, CellPlan]:
         """The network NASP trains: the discrete child at ``A_bar``."""
-        return {t: CellPlan("discrete", selection=s) for t, s in self.selection.items()}
+        return discrete_plans(self.selection)
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "flips": self.flips}

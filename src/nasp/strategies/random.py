@@ -38,7 +38,7 @@ from nasp.config import ConfigError, SearchConfig
 from nasp.genotype import Genotype
 from nasp.mixed import CellPlan
 from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import Batch, Strategy
+from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scorer"]
 
@@ -131,8 +131,7 @@ class RandomSearch(Strategy):
 
     def child_plans(self) -> dict[str, CellPlan]:
         """The discrete child of the candidate being trained."""
-        return {t: CellPlan("discrete", selection=s)
-                for t, s in self.candidates[self.current].items()}
+        return discrete_plans(self.candidates[self.current])
 
     def end_epoch(self) -> None:
         if self.trains:
@@ -235,8 +234,7 @@ class SharedWeightRandomSearch(RandomSearch):
     def child_plans(self) -> dict[str, CellPlan]:
         """The best candidate so far (the first before any is scored)."""
         best = self.best
-        return {t: CellPlan("discrete", selection=s)
-                for t, s in self.candidates[0 if best is None else best].items()}
+        return discrete_plans(self.candidates[0 if best is None else best])
 
     def end_epoch(self) -> None:
         self.scheduler.step()
@@ -245,9 +243,7 @@ class SharedWeightRandomSearch(RandomSearch):
                                "call set_evaluator first")
         incumbent = self.best
         for i in [*self.scored_in(self.epoch), *([] if incumbent is None else [incumbent])]:
-            plans = {t: CellPlan("discrete", selection=s)
-                     for t, s in self.candidates[i].items()}
-            self._score(i, self.evaluator(plans)["top1"])
+            self._score(i, self.evaluator(discrete_plans(self.candidates[i]))["top1"])
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         return None
