@@ -19,8 +19,8 @@ import torch
 
 from nasp.config import SearchConfig
 from nasp.data import Batches, load_dataset, search_split
-from nasp.device import resolve_device, resolve_memory_format
-from nasp.loops.common import evaluate_classifier
+from nasp.engine.session import evaluate_classifier
+from nasp.runtime.device import resolve_device, resolve_memory_format
 from nasp.spaces import build_space
 from nasp.strategies import build_strategy
 

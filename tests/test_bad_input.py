@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from test_datasets import idx_bytes, make_cifar, make_folder, write_idx, write_pickle, write_png
 
-from nasp.cli import main
-from nasp.config import ConfigError, TrainConfig, load_config
+from nasp.apps.cli import main
+from nasp.config import TrainConfig, load_config
 from nasp.data import datasets as datasets_module
-from nasp.genotype import BUILTIN_GENOTYPES
+from nasp.errors import ConfigError
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 
 SEARCH = ["search", "--preset", "tiny", "--epochs", "1", "--no-progress", "--no-plots"]
 TRAIN = ["--preset", "tiny", "--epochs", "1", "--no-progress", "--no-plots"]
@@ -412,7 +413,7 @@ def no_search(monkeypatch):
     def search(*args, **kwargs):
         raise AssertionError("the config was accepted and a search started")
 
-    monkeypatch.setattr(importlib.import_module("nasp.loops.search"), "search", search)
+    monkeypatch.setattr(importlib.import_module("nasp.engine.search"), "search", search)
 
 
 @pytest.mark.parametrize("content", CONFIG_FILES.values(), ids=CONFIG_FILES.keys())

@@ -2,8 +2,8 @@
 
 import json
 
-from nasp.bench import VARIANTS, BenchSetup, build_variant, format_table, run_bench
-from nasp.cli import main
+from nasp.apps.cli import main
+from nasp.apps.step_timing import VARIANTS, BenchSetup, build_variant, format_table, run_bench
 
 TINY = BenchSetup(layers=3, channels=4, batch_size=4, image_size=8)
 

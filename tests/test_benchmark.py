@@ -8,12 +8,13 @@ import types
 
 import pytest
 
-from nasp.benchmark import BenchmarkError, BenchmarkTable, open_benchmark
-from nasp.cli import main
+from nasp.apps.cli import main
 from nasp.config import SearchConfig
-from nasp.genotype import BUILTIN_GENOTYPES
-from nasp.nb201_genotype import NB201Genotype
-from nasp.ops import NB201_PRIMITIVES
+from nasp.core.ops import NB201_PRIMITIVES
+from nasp.errors import BenchmarkError
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
+from nasp.spaces.nb201.benchmark_table import BenchmarkTable, open_benchmark
+from nasp.spaces.nb201.genotype import NB201Genotype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

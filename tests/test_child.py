@@ -4,10 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from nasp.evaluation import AuxiliaryHead, drop_path, flop_count, parameter_count
-from nasp.genotype import BUILTIN_GENOTYPES, Genotype
+from nasp.core.measure import flop_count, parameter_count
 from nasp.spaces import darts_cnn
-from nasp.spaces.darts_cnn import ChildNetwork
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
+from nasp.spaces.darts_cnn.network_parts import AuxiliaryHead, drop_path
+from nasp.spaces.darts_cnn.space import ChildNetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from conftest import SHARED_DATA
 
-from nasp.cli import main
+from nasp.apps.cli import main
 
 TINY = ["search", "--preset", "tiny", "--epochs", "1", "--subset", "64", "--no-progress",
         "--no-plots"]

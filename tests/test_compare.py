@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import nasp.compare as compare_module
+import nasp.apps.compare as compare_module
 from nasp import ConfigError, preset, train_preset
-from nasp.cli import main
-from nasp.compare import ComparePlan, report_markdown, summarise, write_report
-from nasp.extras import MissingExtraError
-from nasp.ops import primitive_set
+from nasp.apps.cli import main
+from nasp.apps.compare import ComparePlan, report_markdown, summarise, write_report
+from nasp.core.ops import primitive_set
+from nasp.errors import MissingExtraError
 
 TINY = ["compare", "--preset", "tiny", "--subset", "64", "--epochs", "1", "--train-preset",
         "tiny", "--train-epochs", "1", "--train-subset", "64", "--no-progress"]

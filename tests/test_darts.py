@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from torch.func import functional_call
 
-from nasp.mixed import CellPlan
+from nasp.core.mixed import CellPlan
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import DARTS, DARTS2
 

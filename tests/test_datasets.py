@@ -19,14 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from nasp.data import (
-    DATASETS,
-    DatasetError,
-    ImageDataset,
-    default_data_dir,
-    load_dataset,
-)
+from nasp.data import DATASETS, ImageDataset, default_data_dir, load_dataset
 from nasp.data import datasets as datasets_module
+from nasp.errors import DatasetError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from nasp import BUILTIN_GENOTYPES, Genotype, preset, search
-from nasp.diagnostics import (
+from nasp.core.mixed import CellPlan, MixedOp
+from nasp.engine.diagnostics import (
     Diagnostics,
     arch_selection,
     changed_edges,
@@ -17,9 +18,8 @@ from nasp.diagnostics import (
     op_correlation,
     param_free_count,
 )
-from nasp.mixed import CellPlan, MixedOp
 from nasp.spaces import DartsCNNSpace
-from nasp.spaces.darts_cnn import Supernet
+from nasp.spaces.darts_cnn.space import Supernet
 
 CONCAT = [2, 3, 4, 5]
 

@@ -1,4 +1,4 @@
-"""Data-parallel search and training (nasp.distributed): 2 CPU processes with gloo.
+"""Data-parallel search and training (nasp.runtime.distributed): 2 CPU processes with gloo.
 
 One module-scoped run of 2 spawned processes does all the multi-process work and saves what it
 saw; the tests compare the ranks with each other and with the same work done in one process.
@@ -16,11 +16,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from nasp import distributed, preset, train, train_preset
-from nasp.config import ConfigError, SearchConfig
+from nasp import preset, train, train_preset
+from nasp.config import SearchConfig
 from nasp.data import Batches, ImageDataset
-from nasp.loops.search import search
-from nasp.runs import RunDir, RunDirError
+from nasp.engine.search import search
+from nasp.errors import ConfigError, RunDirError
+from nasp.runtime import distributed
+from nasp.runtime.runs import RunDir
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import build_strategy
 

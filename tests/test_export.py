@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 
-from nasp.cli import main
+from nasp.apps.cli import main
+from nasp.apps.export import export_checkpoint, export_model
 from nasp.config import train_preset
-from nasp.export import ExportError, export_checkpoint, export_model
-from nasp.extras import MissingExtraError
-from nasp.loops.train import train
-from nasp.model import BEST, load_trained
+from nasp.engine.checkpoints import BEST, load_trained
+from nasp.engine.train import train
+from nasp.errors import ExportError, MissingExtraError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

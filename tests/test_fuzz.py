@@ -28,10 +28,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from test_datasets import idx_bytes, make_cifar, write_idx
 
-from nasp.config import ConfigError, SearchConfig, TrainConfig, load_config
-from nasp.data import DatasetError, ImageDataset, load_dataset
-from nasp.genotype import BUILTIN_GENOTYPES, Genotype, GenotypeError, resolve_genotype
-from nasp.ops import OPS
+from nasp.config import SearchConfig, TrainConfig, load_config
+from nasp.core.ops import OPS
+from nasp.data import ImageDataset, load_dataset
+from nasp.errors import ConfigError, DatasetError, GenotypeError
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
 
 
 def fuzz(examples: int):

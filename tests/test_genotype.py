@@ -1,4 +1,5 @@
-"""Tests of nasp.genotype: validation, the JSON and DARTS text formats, files and resolution."""
+"""Tests of nasp.spaces.darts_cnn.genotype: validation, the JSON and DARTS text formats, files
+and resolution."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nasp.genotype import (
+from nasp.core.ops import OPS
+from nasp.errors import GenotypeError
+from nasp.spaces.darts_cnn.genotype import (
     BUILTIN_GENOTYPES,
     GENOTYPE_FILE,
     Genotype,
-    GenotypeError,
     resolve_genotype,
 )
-from nasp.ops import OPS
 
 # DARTS_V2 exactly as in the DARTS repository (cnn/genotypes.py).
 DARTS_V2_REPO_TEXT = (

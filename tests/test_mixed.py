@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nasp.mixed import CellPlan, MixedOp
-from nasp.prox import selection_indices
+from nasp.core.mixed import CellPlan, MixedOp
+from nasp.core.prox import selection_indices
 
 
 def arch_point(space, seed=3):

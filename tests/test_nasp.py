@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config, tiny_supernet
 
-from nasp.config import ConfigError, SearchConfig, preset
-from nasp.mixed import CellPlan
+from nasp.config import SearchConfig, preset
+from nasp.core.mixed import CellPlan
+from nasp.errors import ConfigError
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import NASP, build_strategy
 

@@ -11,14 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nasp import preset, search
-from nasp.config import ConfigError, SearchConfig
-from nasp.evaluation import parameter_count
-from nasp.genotype import BUILTIN_GENOTYPES, GenotypeError, resolve_genotype
-from nasp.mixed import CellPlan
-from nasp.nb201_genotype import EDGES, ArchStringError, NB201Genotype, load_genotype
-from nasp.ops import NB201_PRIMITIVES
-from nasp.prox import selection_indices
+from nasp.config import SearchConfig
+from nasp.core.measure import parameter_count
+from nasp.core.mixed import CellPlan
+from nasp.core.ops import NB201_PRIMITIVES
+from nasp.core.prox import selection_indices
+from nasp.errors import ArchStringError, ConfigError, GenotypeError
 from nasp.spaces import NB201Space, build_space
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, resolve_genotype
+from nasp.spaces.nb201.genotype import EDGES, NB201Genotype, load_genotype
 from nasp.strategies import build_strategy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -357,7 +358,7 @@ def test_tiny_search_on_nb201(strategy, tmp_path):
 
 def test_pictures_of_an_nb201_run(tmp_path):
     pytest.importorskip("matplotlib")
-    from nasp.viz import plot_run
+    from nasp.engine.pictures import plot_run
 
     out = tmp_path / "run"
     search(preset("tiny", space="nb201", epochs=1, subset=64, out=str(out)), progress=False,

@@ -7,7 +7,7 @@ import sys
 import yaml
 
 from nasp import preset
-from nasp.cli import main
+from nasp.apps.cli import main
 from nasp.config import PRESETS
 
 # the NAS-Bench-201 paper's DARTS baseline (AutoDL-Projects, see the comment in PRESETS)

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nasp.ops import primitive_set
-from nasp.prox import edge_keep_mask, prox_c1, prox_c2, selection_indices, tie_order
+from nasp.core.ops import primitive_set
+from nasp.core.prox import edge_keep_mask, prox_c1, prox_c2, selection_indices, tie_order
 from nasp.spaces import DartsCNNSpace, NB201Space
 
 SPACE = DartsCNNSpace("darts-7")

@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 import nasp.strategies.random as random_module
 from nasp import ConfigError, Genotype, preset, search
-from nasp.mixed import CellPlan
+from nasp.core.mixed import CellPlan
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import STRATEGIES, RandomSearch, build_strategy
 

@@ -12,18 +12,18 @@ import pytest
 import torch
 
 import nasp
-from nasp.cli import main
-from nasp.genotype import BUILTIN_GENOTYPES
-from nasp.loops import common
-from nasp.loops.common import (
+from nasp.apps.cli import main
+from nasp.core.mixed import CellPlan
+from nasp.engine import session as common
+from nasp.engine.session import (
     deterministic_mode,
     restore_rng_state,
     rng_state,
     source_commit,
     use_deterministic_modules,
 )
-from nasp.mixed import CellPlan
 from nasp.spaces import ChildNetwork
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 from nasp.strategies import NASP
 
 pytestmark = pytest.mark.usefixtures("one_thread")

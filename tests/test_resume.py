@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from nasp import Genotype, preset, train_preset
-from nasp.cli import main
-from nasp.config import ConfigError
+from nasp.apps.cli import main
 from nasp.data import Batches, ImageDataset
-from nasp.loops.search import CHECKPOINT, resume_search, search
-from nasp.loops.train import resume, train
-from nasp.model import LAST, CheckpointError
-from nasp.runs import RunDir
+from nasp.engine.checkpoints import LAST
+from nasp.engine.search import CHECKPOINT, resume_search, search
+from nasp.engine.train import resume, train
+from nasp.errors import CheckpointError, ConfigError
+from nasp.runtime.runs import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 
-from nasp.cli import main
+from nasp.apps.cli import main
 from nasp.data import Batches
-from nasp.loops.common import NonFiniteError, NotEnoughMemoryError
-from nasp.loops.search import CHECKPOINT, resume_search
-from nasp.model import LAST
-from nasp.runs import RunDir, RunWriteError
+from nasp.engine.checkpoints import LAST
+from nasp.engine.search import CHECKPOINT, resume_search
+from nasp.errors import NonFiniteError, NotEnoughMemoryError, RunWriteError
+from nasp.runtime.runs import RunDir
 from nasp.strategies import NASP
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -157,7 +157,7 @@ def test_other_runtime_errors_are_not_disguised(tmp_path, monkeypatch):
 def fill_disk_on(monkeypatch, name, nth):
     """The ``nth`` atomic write of run file ``name`` fails at fsync with ENOSPC (after its data
     went to the temporary file, as a disk filling up mid-write would)."""
-    import nasp.atomic as atomic
+    import nasp.runtime.atomic as atomic
 
     temporary = {}
     writes = [0]
@@ -226,7 +226,7 @@ def test_output_directory_holding_a_run_is_refused_without_resume_or_overwrite(t
 
 
 def test_errors_are_user_errors():
-    from nasp.cli import USER_ERRORS
+    from nasp.apps.cli import USER_ERRORS
 
     for error in (NonFiniteError, NotEnoughMemoryError, RunWriteError):
         assert issubclass(error, USER_ERRORS)

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 import yaml
 
 from nasp import Genotype, RunDirError, load_config, preset, search
+from nasp.core.mixed import CellPlan
 from nasp.data import load_dataset, search_split
-from nasp.mixed import CellPlan
 from nasp.spaces import DartsCNNSpace
 
 

@@ -16,10 +16,11 @@ import torch
 
 from nasp import preset, search
 from nasp.config import train_preset
-from nasp.data import DatasetError, ImageDataset, load_dataset, search_split, subset_of
-from nasp.loops.train import _load_data
+from nasp.data import ImageDataset, load_dataset, search_split, subset_of
+from nasp.engine.train import _load_data
+from nasp.errors import DatasetError
 
-search_loop = importlib.import_module("nasp.loops.search")  # nasp.loops.search is the function
+search_loop = importlib.import_module("nasp.engine.search")  # nasp.engine.search is the function
 
 CLASS_SIZES = (30, 20, 10, 7)  # 67 images, sorted by class
 SIZES = [None, 67, 66, 20, 13, 9, 4, 2]

@@ -6,12 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nasp.cli import main
-from nasp.config import TRAIN_PRESETS, ConfigError, TrainConfig, train_preset
+from nasp.apps.cli import main
+from nasp.config import TRAIN_PRESETS, TrainConfig, train_preset
 from nasp.data import load_dataset
-from nasp.genotype import BUILTIN_GENOTYPES
-from nasp.loops.train import evaluate_checkpoint, objective, resume, train
-from nasp.model import BEST, LAST, CheckpointError, data_shape, load_trained, model_info
+from nasp.engine.checkpoints import BEST, LAST, data_shape, load_trained, model_info
+from nasp.engine.train import evaluate_checkpoint, objective, resume, train
+from nasp.errors import CheckpointError, ConfigError
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,13 +7,12 @@ import sys
 import pytest
 import torch
 
-from nasp.cli import main
+from nasp.apps.cli import main
 from nasp.config import SearchConfig, train_preset
-from nasp.extras import MissingExtraError
-from nasp.genotype import BUILTIN_GENOTYPES
-from nasp.loops.train import train
-from nasp.runs import RunDirError
-from nasp.viz import cell_dot, draw_cell, plot_run
+from nasp.engine.pictures import cell_dot, draw_cell, plot_run
+from nasp.engine.train import train
+from nasp.errors import MissingExtraError, RunDirError
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

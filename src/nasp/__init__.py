@@ -11,31 +11,32 @@ The public API::
     trained.net  # a plain nn.Module; runs/my-cell holds best.pt, last.pt, pictures
 """
 
-from nasp.benchmark import BenchmarkError, BenchmarkTable
-from nasp.compare import ComparePlan, run_comparison
-from nasp.config import (
-    TRAIN_PRESETS,
+from nasp.apps.compare import ComparePlan, run_comparison
+from nasp.apps.export import export_checkpoint, export_model
+from nasp.config import TRAIN_PRESETS, SearchConfig, TrainConfig, load_config, preset, train_preset
+from nasp.core.measure import flop_count, parameter_count
+from nasp.core.mixed import CellPlan, MixedOp
+from nasp.core.ops import OPS, PRIMITIVE_SETS
+from nasp.core.prox import prox_c1, prox_c2
+from nasp.engine.checkpoints import TrainedModel, load_trained, model_info
+from nasp.engine.diagnostics import Diagnostics
+from nasp.engine.search import SearchResult, resume_search, search
+from nasp.engine.train import TrainResult, evaluate_checkpoint, resume, train
+from nasp.errors import (
+    BenchmarkError,
+    CheckpointError,
     ConfigError,
-    SearchConfig,
-    TrainConfig,
-    load_config,
-    preset,
-    train_preset,
+    GenotypeError,
+    NonFiniteError,
+    NotEnoughMemoryError,
+    RunDirError,
+    RunFailedError,
+    RunWriteError,
 )
-from nasp.diagnostics import Diagnostics
-from nasp.evaluation import flop_count, parameter_count
-from nasp.export import export_checkpoint, export_model
-from nasp.genotype import BUILTIN_GENOTYPES, Genotype, GenotypeError, resolve_genotype
-from nasp.loops.common import NonFiniteError, NotEnoughMemoryError, RunFailedError
-from nasp.loops.search import SearchResult, resume_search, search
-from nasp.loops.train import TrainResult, evaluate_checkpoint, resume, train
-from nasp.mixed import CellPlan, MixedOp
-from nasp.model import CheckpointError, TrainedModel, load_trained, model_info
-from nasp.nb201_genotype import NB201Genotype
-from nasp.ops import OPS, PRIMITIVE_SETS
-from nasp.prox import prox_c1, prox_c2
-from nasp.runs import RunDirError, RunWriteError
 from nasp.spaces import ChildNetwork, DartsCNNSpace, NB201Space, SearchSpace, Supernet, build_space
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
+from nasp.spaces.nb201.benchmark_table import BenchmarkTable
+from nasp.spaces.nb201.genotype import NB201Genotype
 from nasp.strategies import DARTS, DARTS2, NASP, STRATEGIES, Strategy, build_strategy
 from nasp.strategies.random import RandomSearch
 

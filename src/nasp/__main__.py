@@ -2,6 +2,6 @@
 
 import sys
 
-from nasp.cli import main
+from nasp.apps.cli import main
 
 sys.exit(main())

@@ -23,14 +23,12 @@ from typing import Any
 
 import yaml
 
+from nasp.errors import ConfigError
+
 __all__ = [
     "PRESETS", "TRAIN_PRESETS", "ConfigError", "Preset", "SearchConfig", "TrainConfig",
     "describe_preset", "load_config", "preset", "train_preset",
 ]
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value or file; the message names the option and the problem."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -73,8 +71,8 @@ def _known_names() -> dict[str, tuple[str, ...]]:
     Imported here, when a config is checked, so that this module stays importable by the
     modules that fill the registries.
     """
+    from nasp.core.ops import PRIMITIVE_SETS
     from nasp.data import DATASETS
-    from nasp.ops import PRIMITIVE_SETS
     from nasp.spaces import SPACES
     from nasp.strategies import STRATEGIES
 
@@ -166,7 +164,7 @@ class SearchConfig(_Config):
 
     ``checkpoint_every``: besides the end of each epoch, write the resume checkpoint after every
     so many steps (0 = only at the end of each epoch). ``deterministic``: deterministic
-    algorithms only (:func:`nasp.loops.common.deterministic_mode`).
+    algorithms only (:func:`nasp.engine.session.deterministic_mode`).
     """
 
     # what to search
@@ -211,7 +209,7 @@ class SearchConfig(_Config):
     # weights of ops a step does not run: decay (zero gradient) | frozen (no gradient)
     unselected_weights: str = "decay"
     # NAS-Bench-201 look-up (space nb201): a CSV table or NATS-Bench files, and the column to
-    # report (default: the column of `dataset`, see nasp.benchmark)
+    # report (default: the column of `dataset`, see nasp.spaces.nb201.benchmark_table)
     benchmark: str | None = None
     benchmark_column: str | None = None
     # random search: architectures sampled over the search (None: one per epoch)
@@ -221,10 +219,10 @@ class SearchConfig(_Config):
     device: str = "auto"
     memory_format: str = "auto"
     precision: str = "auto"
-    # torchrun: BatchNorm statistics of the global batch across processes (nasp.distributed)
+    # torchrun: BatchNorm statistics of the global batch across processes (nasp.runtime.distributed)
     sync_bn: bool = False
     out: str | None = None
-    # checkpoints and reproducibility (see nasp.loops.common)
+    # checkpoints and reproducibility (see nasp.engine.session)
     checkpoint_every: int = 0
     deterministic: bool = False
 
@@ -279,7 +277,6 @@ class SearchConfig(_Config):
         d = dataclasses.asdict(self)
         d["a_betas"] = list(self.a_betas)
         return d
-
 
 
 @dataclass(frozen=True)
@@ -441,7 +438,7 @@ class TrainConfig(_Config):
     drop-path probability, ramped linearly from 0; ``auxiliary_weight`` weighs the auxiliary
     head's loss (0 = no auxiliary head); ``label_smoothing`` applies to both losses.
     ``memory_format`` and ``precision`` (the training steps' autocast) are resolved by
-    :mod:`nasp.device` as for the search; evaluation always runs in float32.
+    :mod:`nasp.runtime.device` as for the search; evaluation always runs in float32.
     ``checkpoint_every`` and ``deterministic`` are as in :class:`SearchConfig`.
     """
 
@@ -472,10 +469,10 @@ class TrainConfig(_Config):
     device: str = "auto"
     memory_format: str = "auto"
     precision: str = "auto"
-    # torchrun: BatchNorm statistics of the global batch across processes (nasp.distributed)
+    # torchrun: BatchNorm statistics of the global batch across processes (nasp.runtime.distributed)
     sync_bn: bool = False
     out: str | None = None
-    # checkpoints and reproducibility (see nasp.loops.common)
+    # checkpoints and reproducibility (see nasp.engine.session)
     checkpoint_every: int = 0
     deterministic: bool = False
 

@@ -3,7 +3,6 @@
 from nasp.data.batches import Batches, augment_batch
 from nasp.data.datasets import (
     DATASETS,
-    DatasetError,
     ImageDataset,
     default_data_dir,
     load_dataset,
@@ -11,6 +10,7 @@ from nasp.data.datasets import (
     stratified_split,
     subset_of,
 )
+from nasp.errors import DatasetError
 
 __all__ = [
     "DATASETS",

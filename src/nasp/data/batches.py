@@ -95,8 +95,8 @@ class Batches:
     All randomness is drawn from ``self.generator`` (a CPU generator; by default one seeded from
     PyTorch's global random state), so saving and restoring its state reproduces the stream.
 
-    ``shard=(rank, world)`` (data-parallel runs, :mod:`nasp.distributed`): ``batch_size`` is the
-    global batch, a multiple of ``world``; each batch is drawn and augmented as without
+    ``shard=(rank, world)`` (data-parallel runs, :mod:`nasp.runtime.distributed`): ``batch_size``
+    is the global batch, a multiple of ``world``; each batch is drawn and augmented as without
     ``shard`` and this object keeps rows ``rank * b / world .. (rank + 1) * b / world - 1`` of
     it. A final partial batch is cut to a multiple of ``world`` rows, and skipped if it has fewer
     than ``world``; with the same generator seed, the shards of all ranks make up the batches of
@@ -164,7 +164,7 @@ class Batches:
 
     def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         total, offset = len(rows), 0
-        if self.shard is not None:  # this rank's slice of the global batch (nasp.distributed)
+        if self.shard is not None:  # this rank's slice of the global batch (see distributed)
             rank, world = self.shard
             kept = total - total % world
             offset = rank * kept // world

@@ -57,6 +57,8 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from nasp.errors import DatasetError
+
 __all__ = [
     "DATASETS",
     "DatasetError",
@@ -73,14 +75,6 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 DOWNLOAD_TIMEOUT = 60.0
 """Seconds a download may wait for the server before it fails."""
-
-
-class DatasetError(ValueError):
-    """A data set is missing, unreadable, corrupt or unsuitable.
-
-    ``str(err)`` is one short paragraph (one line) naming the data set, the path(s) looked at,
-    what was wrong and how to get or fix the data: it is meant to be shown to the user as it is.
-    """
 
 
 @dataclass(frozen=True, eq=False, repr=False)

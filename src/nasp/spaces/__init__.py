@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from nasp.spaces.base import SearchSpace
-from nasp.spaces.darts_cnn import ChildNetwork, DartsCNNSpace, Supernet
-from nasp.spaces.nb201 import NB201ChildNetwork, NB201Space, NB201Supernet
+from nasp.spaces.darts_cnn.space import ChildNetwork, DartsCNNSpace, Supernet
+from nasp.spaces.nb201.space import NB201ChildNetwork, NB201Space, NB201Supernet
 
 SPACES = {"darts": DartsCNNSpace, "nb201": NB201Space}
 

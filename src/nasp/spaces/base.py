@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from nasp.genotype import Genotype
-
 ArchTensors = Mapping[str, torch.Tensor]
 Selection = Mapping[str, tuple[int, ...]]
+Genotype = Any
+"""A space's genotype: immutable data of the space's own type (see each space's genotype.py)."""
 
 
 @runtime_checkable

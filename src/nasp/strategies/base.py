@@ -35,12 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasp import distributed
 from nasp.config import SearchConfig
-from nasp.device import autocast, resolve_precision
-from nasp.genotype import Genotype
-from nasp.mixed import CellPlan
+from nasp.core.mixed import CellPlan
+from nasp.runtime import distributed
+from nasp.runtime.device import autocast, resolve_precision
 from nasp.spaces.base import SearchSpace
+from nasp.spaces.darts_cnn.genotype import Genotype
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Plans = Mapping[str, CellPlan]

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from nasp import distributed
-from nasp.mixed import CellPlan
+from nasp.core.mixed import CellPlan
+from nasp.runtime import distributed
 from nasp.strategies.base import Batch, Strategy
 
 __all__ = ["DARTS", "DARTS2"]

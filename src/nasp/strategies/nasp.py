@@ -43,7 +43,7 @@ between the two largest entries of ``A`` (the softmax entropy says little here: 
 ``[0, 1]`` it can only range over a sliver of ``[0, log K]``).
 
 The architecture step runs in ``sparse`` mode by default (the selected ops with autograd, the
-others forward-only; exact gradients, see :mod:`nasp.mixed`); ``arch_mode="reference"`` runs
+others forward-only; exact gradients, see :mod:`nasp.core.mixed`); ``arch_mode="reference"`` runs
 every op with autograd as the original code does. Both give the same update.
 """
 
@@ -54,9 +54,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nasp.genotype import Genotype
-from nasp.mixed import CellPlan
-from nasp.prox import prox_c2, selection_indices
+from nasp.core.mixed import CellPlan
+from nasp.core.prox import prox_c2, selection_indices
+from nasp.spaces.darts_cnn.genotype import Genotype
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["NASP"]

@@ -33,11 +33,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasp.benchmark import open_benchmark
-from nasp.config import ConfigError, SearchConfig
-from nasp.genotype import Genotype
-from nasp.mixed import CellPlan
+from nasp.config import SearchConfig
+from nasp.core.mixed import CellPlan
+from nasp.errors import ConfigError
 from nasp.spaces.base import SearchSpace
+from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.nb201.benchmark_table import open_benchmark
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scorer"]

@@ -25,7 +25,7 @@ the continuous relaxation mixes. Four measurements follow these effects, each pe
     cell type, and in ``mean`` over all edges.
 
 Everything goes through the :class:`~nasp.spaces.base.SearchSpace` protocol, the strategy's
-architecture matrices and the :class:`~nasp.mixed.MixedOp` modules of the supernet, so it works
+architecture matrices and the :class:`~nasp.core.mixed.MixedOp` modules of the supernet, so it works
 for every strategy and space. The cost is one forward pass of one batch.
 """
 
@@ -37,11 +37,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasp.genotype import Genotype
-from nasp.mixed import CellPlan, MixedOp
-from nasp.ops import op_parameter_count
-from nasp.prox import selection_indices
+from nasp.core.mixed import CellPlan, MixedOp
+from nasp.core.ops import op_parameter_count
+from nasp.core.prox import selection_indices
 from nasp.spaces.base import ArchTensors, SearchSpace
+from nasp.spaces.darts_cnn.genotype import Genotype
 
 __all__ = [
     "Diagnostics", "arch_selection", "changed_edges", "edge_entropy", "format_diagnostics",

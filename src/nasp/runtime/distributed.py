@@ -49,8 +49,8 @@ rank 0's BatchNorm statistics (:func:`broadcast_buffers_`), and the sums are all
 (:func:`all_sum`), so the logged numbers are those of the whole split.
 
 Files and printing. Only rank 0 writes the run directory and prints: :func:`run_dir` creates the
-:class:`~nasp.runs.RunDir` on rank 0 (an unusable directory raises the same
-:class:`~nasp.runs.RunDirError` on every rank) and gives the other ranks a stand-in that writes
+:class:`~nasp.runtime.runs.RunDir` on rank 0 (an unusable directory raises the same
+:class:`~nasp.errors.RunDirError` on every rank) and gives the other ranks a stand-in that writes
 nothing (direct writes to its paths land in a private temporary folder).
 """
 
@@ -69,9 +69,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nasp.config import ConfigError
-from nasp.device import resolve_device
-from nasp.runs import RunDir, RunDirError
+from nasp.errors import ConfigError, RunDirError
+from nasp.runtime.device import resolve_device
+from nasp.runtime.runs import RunDir
 
 __all__ = [
     "Dist", "DistributedBatchNorm2d", "active", "all_average", "all_sum", "average_gradients_",
@@ -141,7 +141,7 @@ def setup(config: Any) -> Dist:
     ``config`` is a search or train config: its ``device`` (``auto``, ``cuda`` or ``cpu``; under
     torchrun a CUDA device is always ``cuda:LOCAL_RANK``) and ``batch_size`` (the global batch,
     which must be a multiple of the number of processes) are checked before anything starts.
-    Single process: no process group, the device of :func:`nasp.device.resolve_device`.
+    Single process: no process group, the device of :func:`nasp.runtime.device.resolve_device`.
     """
     if active():
         world, me = dist.get_world_size(), dist.get_rank()
@@ -424,9 +424,9 @@ class _OtherRankRunDir(RunDir):
 
 
 def run_dir(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False) -> RunDir:
-    """:class:`~nasp.runs.RunDir` on rank 0 (or a single process); a stand-in that writes
+    """:class:`~nasp.runtime.runs.RunDir` on rank 0 (or a single process); a stand-in that writes
     nothing on the other ranks. If rank 0 cannot use the directory, every rank raises the same
-    :class:`~nasp.runs.RunDirError`."""
+    :class:`~nasp.runtime.runs.RunDirError`."""
     if not active():
         return RunDir(path, overwrite=overwrite, resume=resume)
     run, error = None, None

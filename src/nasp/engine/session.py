@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasp import distributed
-from nasp.config import ConfigError
 from nasp.data import Batches
+from nasp.errors import ConfigError, NonFiniteError, NotEnoughMemoryError, RunFailedError
+from nasp.runtime import distributed
 
 __all__ = [
     "RESUME_MAY_CHANGE", "EpochSums", "GlobalAvgPool", "NonFiniteError", "NotEnoughMemoryError",
@@ -48,19 +48,6 @@ __all__ = [
 #: then no longer bit-identical to an uninterrupted one.)
 RESUME_MAY_CHANGE = ("device", "data_dir", "memory_format", "precision", "checkpoint_every",
                      "deterministic", "sync_bn")
-
-
-class RunFailedError(RuntimeError):
-    """A run stopped on a condition the user can act on; the message says what and what to do.
-    Files already in the run directory are left as they were."""
-
-
-class NonFiniteError(RunFailedError):
-    """A loss, weight or architecture parameter became NaN or infinite."""
-
-
-class NotEnoughMemoryError(RunFailedError):
-    """The device (or the CPU allocator) ran out of memory."""
 
 
 def seed_everything(seed: int) -> None:
@@ -378,7 +365,7 @@ def evaluate_classifier(net: nn.Module, batches: Batches,
     ``top5`` counts a prediction right when the label is among the 5 largest logits (among all
     of them when there are fewer than 5 classes). ``forward`` maps a batch to logits (default
     ``net``; the search passes the supernet with the child's plans). One host sync, at the end.
-    Data-parallel (:mod:`nasp.distributed`): with rank 0's BatchNorm statistics, the sums of
+    Data-parallel (:mod:`nasp.runtime.distributed`): with rank 0's BatchNorm statistics, the sums of
     all ranks (each evaluates its part of the split).
     """
     distributed.broadcast_buffers_(net)

@@ -14,24 +14,21 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from nasp.benchmark import BenchmarkError
-from nasp.config import (
-    PRESETS,
-    TRAIN_PRESETS,
+from nasp.apps.export import FORMATS
+from nasp.config import PRESETS, TRAIN_PRESETS, describe_preset, load_config, preset, train_preset
+from nasp.core.ops import PRIMITIVE_SETS
+from nasp.data import DATASETS
+from nasp.errors import (
+    BenchmarkError,
+    CheckpointError,
     ConfigError,
-    describe_preset,
-    load_config,
-    preset,
-    train_preset,
+    DatasetError,
+    ExportError,
+    GenotypeError,
+    MissingExtraError,
+    RunDirError,
+    RunFailedError,
 )
-from nasp.data import DATASETS, DatasetError
-from nasp.export import FORMATS, ExportError
-from nasp.extras import MissingExtraError
-from nasp.genotype import GenotypeError
-from nasp.loops.common import RunFailedError
-from nasp.model import CheckpointError
-from nasp.ops import PRIMITIVE_SETS
-from nasp.runs import RunDirError
 from nasp.spaces import SPACES
 from nasp.strategies import STRATEGIES
 
@@ -50,7 +47,7 @@ def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> N
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    """--checkpoint-every, --deterministic and --sync-bn (nasp.distributed); None when not
+    """--checkpoint-every, --deterministic and --sync-bn (nasp.runtime.distributed); None when not
     given: the config's value."""
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="also write the resume checkpoint every N steps (default 0: only at the "
@@ -153,7 +150,7 @@ def _search_parser(sub) -> None:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from nasp.loops.search import resume_search, search
+    from nasp.engine.search import resume_search, search
 
     overrides = {
         name: getattr(args, name)
@@ -241,7 +238,7 @@ def _train_parser(sub) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from nasp.loops.train import resume, train
+    from nasp.engine.train import resume, train
 
     overrides = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
     options = dict(progress=not args.no_progress, tensorboard=args.tensorboard,
@@ -278,7 +275,7 @@ def _test_parser(sub) -> None:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from nasp.loops.train import evaluate_checkpoint
+    from nasp.engine.train import evaluate_checkpoint
 
     r = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_dir, args.device,
                         args.batch_size)
@@ -310,7 +307,7 @@ def _info_parser(sub) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from nasp.model import model_info
+    from nasp.engine.checkpoints import model_info
 
     info = model_info(args.spec, layers=args.layers, channels=args.channels,
                       network=args.network, dataset=args.dataset, data_dir=args.data_dir,
@@ -350,7 +347,7 @@ def _export_parser(sub) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nasp.export import export_checkpoint
+    from nasp.apps.export import export_checkpoint
 
     path = export_checkpoint(args.checkpoint, args.format, args.out)
     print(f"wrote {path} ({args.format}) and {path.name}.json")
@@ -370,7 +367,7 @@ def _plot_parser(sub) -> None:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from nasp.viz import plot_run
+    from nasp.engine.pictures import plot_run
 
     for path in plot_run(args.run_dir, use_dot=False if args.no_dot else None):
         print(path)
@@ -378,7 +375,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _bench_parser(sub) -> None:
-    from nasp.bench import VARIANTS
+    from nasp.apps.step_timing import VARIANTS
 
     p = sub.add_parser(
         "bench", help="time and measure one search iteration: NASP vs DARTS",
@@ -402,8 +399,8 @@ def _bench_parser(sub) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from nasp.atomic import atomic_write_text
-    from nasp.bench import BenchSetup, format_table, run_bench
+    from nasp.apps.step_timing import BenchSetup, format_table, run_bench
+    from nasp.runtime.atomic import atomic_write_text
 
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError("--repeats must be at least 1 and --warmup at least 0")
@@ -498,7 +495,7 @@ def _compare_parser(sub) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nasp.compare import ComparePlan, run_comparison
+    from nasp.apps.compare import ComparePlan, run_comparison
 
     overrides = {name: getattr(args, name) for name in _COMPARE_SEARCH_OPTIONS}
     if args.config:

@@ -13,12 +13,12 @@ generator seeded with ``config.seed``.
 Checkpoints. ``checkpoint.pt`` is written atomically at the end of every epoch and, with
 ``checkpoint_every = N > 0``, after every N-th step (counted over the whole run). It holds the
 strategy (network weights, architecture parameters, both optimisers, the lr schedule), every
-random state (:func:`~nasp.loops.common.rng_state`), the position in the epoch (both batch
+random state (:func:`~nasp.engine.session.rng_state`), the position in the epoch (both batch
 streams and the epoch's partial sums) and the metrics so far. :func:`resume_search` continues
 from it exactly: the resumed run ends with the same architecture parameters, bit for bit on the
 same hardware and software, as the uninterrupted run (on the CPU always; on CUDA with
 ``deterministic``). A checkpoint is never written while a loss, weight or architecture parameter
-is NaN or infinite: the run stops with :class:`~nasp.loops.common.NonFiniteError` instead.
+is NaN or infinite: the run stops with :class:`~nasp.engine.session.NonFiniteError` instead.
 """
 
 from __future__ import annotations
@@ -34,14 +34,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from nasp import distributed
-from nasp.benchmark import benchmark_note, benchmark_record, open_benchmark
 from nasp.config import SearchConfig
-from nasp.data import Batches, DatasetError, ImageDataset, load_dataset, search_split
-from nasp.device import resolve_memory_format
-from nasp.diagnostics import Diagnostics, format_diagnostics
-from nasp.genotype import Genotype
-from nasp.loops.common import (
+from nasp.data import Batches, ImageDataset, load_dataset, search_split
+from nasp.engine.checkpoints import load_checkpoint_file
+from nasp.engine.diagnostics import Diagnostics, format_diagnostics
+from nasp.engine.pictures import write_pictures
+from nasp.engine.session import (
     EpochSums,
     check_finite,
     deterministic_mode,
@@ -55,11 +53,14 @@ from nasp.loops.common import (
     seed_everything,
     use_deterministic_modules,
 )
-from nasp.model import CheckpointError, load_checkpoint_file
-from nasp.runs import RunDir, default_run_dir
+from nasp.errors import CheckpointError, DatasetError
+from nasp.runtime import distributed
+from nasp.runtime.device import resolve_memory_format
+from nasp.runtime.runs import RunDir, default_run_dir
 from nasp.spaces import build_space
+from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.nb201.benchmark_table import benchmark_note, benchmark_record, open_benchmark
 from nasp.strategies import Strategy, build_strategy
-from nasp.viz import write_pictures
 
 __all__ = ["CHECKPOINT", "SearchResult", "read_search_checkpoint", "resume_search", "search"]
 
@@ -80,7 +81,7 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
            plots: bool = True, log: Callable[[str], None] = print) -> SearchResult:
     """Run a whole search as ``config`` says; write the run directory; return the genotype.
 
-    Under torchrun, data-parallel over the processes (:mod:`nasp.distributed`): only rank 0
+    Under torchrun, data-parallel over the processes (:mod:`nasp.runtime.distributed`): only rank 0
     writes the run directory and prints; every rank returns the same result."""
     dist = distributed.setup(config)  # torchrun: process group, this rank's device
     device = dist.device
@@ -108,7 +109,7 @@ def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = T
     stopped.
 
     The saved configuration is used. ``changes`` may set the options of
-    :data:`~nasp.loops.common.RESUME_MAY_CHANGE` (device, data_dir, checkpoint_every, ...); any
+    :data:`~nasp.engine.session.RESUME_MAY_CHANGE` (device, data_dir, checkpoint_every, ...); any
     other option given (not None) must equal its saved value, else
     :class:`~nasp.config.ConfigError` says what differs. A finished run only gets its final
     files (``arch.pt``, ``genotype.json``, pictures) written again.
@@ -138,8 +139,8 @@ def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = T
 
 
 def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """The contents of ``run_dir/checkpoint.pt``; :class:`~nasp.model.CheckpointError` saying
-    what to do when it is missing, unreadable, or not an exactly resumable search checkpoint."""
+    """The contents of ``run_dir/checkpoint.pt``; :class:`~nasp.errors.CheckpointError` saying what
+    to do when it is missing, unreadable, or not an exactly resumable search checkpoint."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"--resume: {run_dir} holds no {CHECKPOINT} to continue from (the "
@@ -189,7 +190,7 @@ class _SearchSession:
         self.eval_batches = Batches(distributed.part(val_half), 2 * config.batch_size,
                                     device=device, shuffle=False, channels_last=channels_last)
         self.strategy.set_evaluator(self._evaluate)
-        # collapse diagnostics on one fixed validation batch (nasp.diagnostics)
+        # collapse diagnostics on one fixed validation batch (nasp.engine.diagnostics)
         # (the same batch on every rank, so that every rank measures the same numbers)
         first = Batches(val_half.take(slice(0, config.batch_size)), config.batch_size,
                         device=device, shuffle=False, channels_last=channels_last)

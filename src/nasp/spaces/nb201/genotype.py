@@ -9,13 +9,13 @@ order of the benchmark's arch string::
 
 ``op~i`` is the op on the edge from node ``i``; the groups separated by ``+`` are nodes 1, 2
 and 3. The cell output is node 3. Every edge holds exactly one of the five ops of
-:data:`~nasp.ops.NB201_PRIMITIVES` (``none`` included: a ``none`` edge contributes zeros).
+:data:`~nasp.core.ops.NB201_PRIMITIVES` (``none`` included: a ``none`` edge contributes zeros).
 
 :class:`NB201Genotype` holds the 6 op names in that edge order; it parses and prints the arch
 string (:meth:`NB201Genotype.from_string`, ``str()``), and round-trips through JSON as
 ``{"space": "nb201", "arch": "<arch string>"}`` (the file format of a search run's
 ``genotype.json``). Any problem raises :class:`ArchStringError`, a
-:class:`~nasp.genotype.GenotypeError`. :func:`load_genotype` and :func:`genotype_from_dict` read
+:class:`~nasp.errors.GenotypeError`. :func:`load_genotype` and :func:`genotype_from_dict` read
 a genotype of either space (DARTS or NAS-Bench-201).
 """
 
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasp.atomic import atomic_write_text
-from nasp.genotype import Genotype, GenotypeError
-from nasp.ops import NB201_PRIMITIVES
+from nasp.core.ops import NB201_PRIMITIVES
+from nasp.errors import ArchStringError
+from nasp.runtime.atomic import atomic_write_text
+from nasp.spaces.darts_cnn.genotype import Genotype
 
 __all__ = [
     "EDGES", "ArchStringError", "NB201Genotype", "genotype_from_dict", "is_nb201_dict",
@@ -44,11 +45,6 @@ EDGES: tuple[tuple[int, int], ...] = tuple((j, i) for j in range(1, 4) for i in 
 _EXAMPLE = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|none~2|"
 _SHORT = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv1x1",
           "nor_conv_3x3": "conv3x3", "avg_pool_3x3": "pool"}
-
-
-class ArchStringError(GenotypeError):
-    """An invalid NAS-Bench-201 architecture (string, dict or file); the message says what and
-    where."""
 
 
 def is_nb201_dict(data: object) -> bool:
@@ -178,7 +174,7 @@ class NB201Genotype:
         return json.dumps(self.to_dict())
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON to ``path``, atomically (see :mod:`nasp.atomic`)."""
+        """Write :meth:`to_dict` as JSON to ``path``, atomically (:mod:`nasp.runtime.atomic`)."""
         atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
@@ -196,7 +192,7 @@ class NB201Genotype:
 
 def genotype_from_dict(data: Any) -> Genotype | NB201Genotype:
     """A genotype of either space from its ``to_dict()``: NAS-Bench-201 when ``data`` has an
-    ``"arch"`` key, else a DARTS :class:`~nasp.genotype.Genotype`."""
+    ``"arch"`` key, else a DARTS :class:`~nasp.spaces.darts_cnn.genotype.Genotype`."""
     return NB201Genotype.from_dict(data) if is_nb201_dict(data) else Genotype.from_dict(data)
 
 

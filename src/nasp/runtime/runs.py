@@ -5,7 +5,7 @@ Layout::
     RUN_DIR/
       config.yaml       the fully resolved configuration (``--config`` replays it)
       environment.json  one record per session (start, each resume): library versions, source
-                        commit, device, determinism (:func:`nasp.loops.common.environment`)
+                        commit, device, determinism (:func:`nasp.engine.session.environment`)
       metrics.jsonl     one JSON object per epoch
       checkpoint.pt     search: everything needed to continue exactly (each epoch, and every
                         ``checkpoint_every`` steps)
@@ -31,7 +31,8 @@ from typing import Any
 
 import torch
 
-from nasp.atomic import atomic_write_bytes
+from nasp.errors import RunDirError, RunWriteError
+from nasp.runtime.atomic import atomic_write_bytes
 
 __all__ = ["RunDir", "RunDirError", "RunWriteError", "default_run_dir"]
 
@@ -40,14 +41,6 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoint.pt", "last.pt", "genoty
              "environment.json")
 #: Results of an earlier run that --overwrite also removes, so none is mistaken for the new run's.
 STALE_FILES = ("arch.pt", "best.pt")
-
-
-class RunDirError(ValueError):
-    """The output directory cannot be used; the message says why and what to do."""
-
-
-class RunWriteError(RunDirError):
-    """A run file could not be written (e.g. a full disk); its previous version is intact."""
 
 
 def default_run_dir(kind: str, dataset: str, strategy: str) -> Path:

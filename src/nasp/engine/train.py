@@ -20,8 +20,8 @@ written atomically at the end of every epoch and, with ``checkpoint_every = N > 
 N-th step, ``best.pt`` (the model of the epoch with the best test accuracy), and pictures at the
 end. A mid-epoch ``last.pt`` has ``step > 0``: its ``epoch`` counts the completed epochs. As in
 the search, no checkpoint is written while a loss or weight is NaN or infinite
-(:class:`~nasp.loops.common.NonFiniteError`), and running out of memory is a
-:class:`~nasp.loops.common.NotEnoughMemoryError` that suggests a smaller batch.
+(:class:`~nasp.engine.session.NonFiniteError`), and running out of memory is a
+:class:`~nasp.engine.session.NotEnoughMemoryError` that suggests a smaller batch.
 """
 
 from __future__ import annotations
@@ -38,13 +38,20 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from nasp import distributed
 from nasp.config import TrainConfig
-from nasp.data import Batches, DatasetError, ImageDataset, load_dataset, subset_of
-from nasp.device import autocast, resolve_device, resolve_memory_format, resolve_precision
-from nasp.evaluation import parameter_count
-from nasp.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
-from nasp.loops.common import (
+from nasp.core.measure import parameter_count
+from nasp.data import Batches, ImageDataset, load_dataset, subset_of
+from nasp.engine.checkpoints import (
+    BEST,
+    CHECKPOINT_KIND,
+    LAST,
+    DataShape,
+    build_network,
+    load_trained,
+    read_checkpoint,
+)
+from nasp.engine.pictures import write_pictures
+from nasp.engine.session import (
     EpochSums,
     check_finite,
     deterministic_mode,
@@ -58,21 +65,14 @@ from nasp.loops.common import (
     seed_everything,
     use_deterministic_modules,
 )
-from nasp.model import (
-    BEST,
-    CHECKPOINT_KIND,
-    LAST,
-    CheckpointError,
-    DataShape,
-    build_network,
-    load_trained,
-    read_checkpoint,
-)
-from nasp.nb201_genotype import NB201Genotype, genotype_from_dict
-from nasp.runs import RunDir, default_run_dir
-from nasp.spaces.darts_cnn import ChildNetwork
-from nasp.tensorboard import open_logger
-from nasp.viz import write_pictures
+from nasp.engine.tensorboard import open_logger
+from nasp.errors import CheckpointError, DatasetError
+from nasp.runtime import distributed
+from nasp.runtime.device import autocast, resolve_device, resolve_memory_format, resolve_precision
+from nasp.runtime.runs import RunDir, default_run_dir
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
+from nasp.spaces.darts_cnn.space import ChildNetwork
+from nasp.spaces.nb201.genotype import NB201Genotype, genotype_from_dict
 
 __all__ = [
     "TrainResult", "evaluate_checkpoint", "objective", "resume", "train",
@@ -166,7 +166,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
     """Continue the run in ``run_dir`` from its ``last.pt``, exactly as if never interrupted.
 
     The saved configuration and genotype are used. ``changes`` may set the options of
-    :data:`~nasp.loops.common.RESUME_MAY_CHANGE` (move the run to another ``device`` or
+    :data:`~nasp.engine.session.RESUME_MAY_CHANGE` (move the run to another ``device`` or
     ``data_dir``, change ``checkpoint_every``, ...); any other option given (not None) must equal
     the saved value, as must ``genotype`` if given, else :class:`ConfigError` says what differs.
     """

@@ -19,12 +19,19 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from nasp.evaluation import AuxiliaryHead, ImageNetStem, drop_path
-from nasp.genotype import Genotype
-from nasp.mixed import CellPlan, MixedOp, sparse_sum
-from nasp.ops import OPS, FactorizedReduce, ReLUConvBN, op_parameter_count, primitive_set, search_op
-from nasp.prox import prox_c1, tie_order
+from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
+from nasp.core.ops import (
+    OPS,
+    FactorizedReduce,
+    ReLUConvBN,
+    op_parameter_count,
+    primitive_set,
+    search_op,
+)
+from nasp.core.prox import prox_c1, tie_order
 from nasp.spaces.base import ArchTensors, Selection
+from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.darts_cnn.network_parts import AuxiliaryHead, ImageNetStem, drop_path
 
 __all__ = ["ChildNetwork", "DartsCNNSpace", "Supernet"]
 
@@ -113,7 +120,7 @@ class SearchCell(nn.Module):
 class Supernet(nn.Module):
     """The search network: every edge holds all candidate ops of its cell type.
 
-    ``forward(x, plans)`` takes a :class:`~nasp.mixed.CellPlan` per cell type (``"normal"``,
+    ``forward(x, plans)`` takes a :class:`~nasp.core.mixed.CellPlan` per cell type (``"normal"``,
     ``"reduce"``) that says how each edge runs.
     """
 
@@ -153,7 +160,7 @@ class ChildCell(nn.Module):
 
     ``forward(s0, s1, drop_prob)``: in training mode, with ``drop_prob > 0``, every op output
     except those of identity ops (``skip_connect`` in a normal cell) goes through
-    :func:`~nasp.evaluation.drop_path`, as in the DARTS evaluation network.
+    :func:`~.network_parts.drop_path`, as in the DARTS evaluation network.
     """
 
     def __init__(self, pairs: Sequence[tuple[str, int]], concat: Sequence[int], C_pp: int,
@@ -195,12 +202,12 @@ class ChildNetwork(nn.Module):
     channels. Its training extras:
 
     - ``drop_path_prob`` (attribute, default 0): in training mode each cell drops the outputs of
-      its non-identity ops per sample with this probability (:func:`~nasp.evaluation.drop_path`);
+      its non-identity ops per sample with this probability (:func:`~.network_parts.drop_path`);
       the training loop ramps it up over the epochs.
-    - ``auxiliary=True``: an :class:`~nasp.evaluation.AuxiliaryHead` on the output of cell
+    - ``auxiliary=True``: an :class:`~.network_parts.AuxiliaryHead` on the output of cell
       ``2 * layers // 3``; in training mode ``forward`` then returns ``(logits, aux_logits)``. In
       eval mode it always returns the logits alone.
-    - ``imagenet=True``: ``NetworkImageNet``, with the :class:`~nasp.evaluation.ImageNetStem`
+    - ``imagenet=True``: ``NetworkImageNet``, with the :class:`~.network_parts.ImageNetStem`
       (three stride-2 convolutions) in place of the 3x3 stem.
 
     Pooling before the classifier is global, so any image size works.
@@ -268,7 +275,7 @@ class DartsCNNSpace:
         self.offsets = _edge_offsets(steps)
         self.num_edges = sum(i + 2 for i in range(steps))
         self.edge_node = torch.tensor([i for i in range(steps) for _ in range(i + 2)])
-        # none loses ties in the projection (nasp.prox.tie_order): A = 0.5 is not a dead point
+        # none loses ties in the projection (nasp.core.prox.tie_order): A = 0.5 is not a dead point
         self.tie_order = {t: tie_order(self.primitives[t]) for t in CELL_TYPES}
 
     def arch_shapes(self) -> dict[str, tuple[int, int]]:

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasp.atomic import atomic_write_text
-from nasp.ops import OPS
+from nasp.core.ops import OPS
+from nasp.errors import GenotypeError
+from nasp.runtime.atomic import atomic_write_text
 
 __all__ = [
     "BUILTIN_GENOTYPES",
@@ -53,14 +54,6 @@ GENOTYPE_FILE = "genotype.json"
 _CELLS = ("normal", "reduce")
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _TEXT_EXAMPLE = "Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)"
-
-
-class GenotypeError(ValueError):
-    """Invalid genotype.
-
-    ``str(err)`` is one short paragraph naming what is wrong (which cell, which node, which op or
-    index) and, when loading a file, the file path.
-    """
 
 
 def _short(value: object) -> str:
@@ -415,7 +408,7 @@ def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
     validating what was found, is a :class:`GenotypeError` (a ``ValueError``) whose one-line
     message names the file or text and what is wrong; nothing else is raised.
     Files of a NAS-Bench-201 search and arch strings (``|op~0|+|...|``) give a
-    :class:`~nasp.nb201_genotype.NB201Genotype`.
+    :class:`~nasp.spaces.nb201.genotype.NB201Genotype`.
     """
     if isinstance(spec, str):
         by_name = {name.lower(): genotype for name, genotype in BUILTIN_GENOTYPES.items()}
@@ -427,13 +420,13 @@ def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
             if not (path / GENOTYPE_FILE).is_file():
                 raise GenotypeError(f"directory {path} holds no {GENOTYPE_FILE}")
             path = path / GENOTYPE_FILE
-        from nasp.nb201_genotype import load_genotype  # NAS-Bench-201 files too (lazy: cycle)
+        from nasp.spaces.nb201.genotype import load_genotype
 
         return load_genotype(path)
     if isinstance(spec, str) and "Genotype" in spec:
         return Genotype.parse(spec)
     if isinstance(spec, str) and spec.strip().startswith("|"):
-        from nasp.nb201_genotype import NB201Genotype
+        from nasp.spaces.nb201.genotype import NB201Genotype
 
         return NB201Genotype.from_string(spec)
     text = os.fspath(spec)

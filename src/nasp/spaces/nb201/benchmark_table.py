@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasp.genotype import GenotypeError
-from nasp.nb201_genotype import NB201Genotype
+from nasp.errors import BenchmarkError, GenotypeError
+from nasp.spaces.nb201.genotype import NB201Genotype
 
 __all__ = [
     "DATASET_COLUMNS", "BenchmarkError", "BenchmarkLookup", "BenchmarkTable", "benchmark_note",
@@ -60,10 +60,6 @@ COST_COLUMNS = ("index", "idx", "id", "params", "flops", "latency", "time")
 NATS_DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
 
 Query = Callable[[str, str], "float | None"]
-
-
-class BenchmarkError(ValueError):
-    """An unusable benchmark table or look-up; the message names the file and what to do."""
 
 
 def _arch_string(arch: NB201Genotype | str) -> str:

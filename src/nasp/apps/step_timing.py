@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nasp.config import SearchConfig
-from nasp.device import resolve_device, resolve_memory_format
+from nasp.runtime.device import resolve_device, resolve_memory_format
 from nasp.spaces import build_space
 from nasp.strategies import build_strategy
 
@@ -152,7 +152,7 @@ def _peak_rss_bytes() -> int:
 
 
 def _peak_memory_cpu(name: str, setup: BenchSetup) -> int:
-    command = [sys.executable, "-m", "nasp.bench", "--memory-of", name, *setup.args()]
+    command = [sys.executable, "-m", "nasp.apps.step_timing", "--memory-of", name, *setup.args()]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_growth_bytes"]
 

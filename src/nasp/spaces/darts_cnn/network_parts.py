@@ -1,20 +1,16 @@
 """Building blocks of the train-from-scratch network (DARTS ``NetworkCIFAR``/``NetworkImageNet``).
 
-:class:`~nasp.spaces.darts_cnn.ChildNetwork` assembles them: drop-path on the op outputs of
-every cell, an auxiliary classifier part-way up, and the ImageNet stem. Also the model size
-figures the papers report: parameters without the auxiliary head, and FLOPs of one image.
+:class:`~nasp.spaces.darts_cnn.space.ChildNetwork` assembles them: drop-path on the op outputs
+of every cell, an auxiliary classifier part-way up, and the ImageNet stem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["AuxiliaryHead", "ImageNetStem", "drop_path", "flop_count", "parameter_count"]
+__all__ = ["AuxiliaryHead", "ImageNetStem", "drop_path"]
 
 
 def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
@@ -42,6 +38,8 @@ class AuxiliaryHead(nn.Module):
     2x2 and the extra pooling does nothing, so it is exactly DARTS' ``AuxiliaryHeadCIFAR`` /
     ``AuxiliaryHeadImageNet``; the extra pooling lets it take maps of any size.
     """
+
+    training_only = True  # left out of parameter_count (nasp.core.measure)
 
     def __init__(self, C: int, num_classes: int, imagenet: bool = False):
         super().__init__()
@@ -90,33 +88,3 @@ class ImageNetStem(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)
         return s0, self.stem1(s0)
-
-
-def parameter_count(net: nn.Module) -> int:
-    """Learnable parameters of ``net`` without those of any :class:`AuxiliaryHead`.
-
-    This is the figure the DARTS and NASP papers report (e.g. 3.3M for DARTS_V2 at 20 cells,
-    C 36): the auxiliary head only helps training and is dropped at test time.
-    """
-    auxiliary = {id(p) for m in net.modules() if isinstance(m, AuxiliaryHead)
-                 for p in m.parameters()}
-    return sum(p.numel() for p in net.parameters() if id(p) not in auxiliary)
-
-
-def flop_count(net: nn.Module, input_shape: Sequence[int]) -> int:
-    """Floating-point operations of one forward pass of one image of ``input_shape`` (C, H, W).
-
-    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` in eval mode (no auxiliary head,
-    no drop-path): convolutions and matrix products, a multiply-add counting 2; BatchNorm, ReLU
-    and pooling are not counted. The papers' "multiply-adds" are half this number.
-    """
-    first = next(net.parameters())
-    x = torch.zeros(1, *input_shape, dtype=first.dtype, device=first.device)
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net(x)
-    finally:
-        net.train(was_training)
-    return counter.get_total_flops()

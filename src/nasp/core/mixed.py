@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nasp.ops import search_op
+from nasp.core.ops import search_op
 
 __all__ = ["MODES", "CellPlan", "MixedOp", "sparse_sum"]
 
@@ -137,7 +137,7 @@ def sparse_sum(weights: torch.Tensor, edges: Sequence[tuple[MixedOp, torch.Tenso
 
 
 class MixedOp(nn.Module):
-    """One edge of the search supernet: candidate ops built by :func:`nasp.ops.search_op`."""
+    """One edge of the search supernet: candidate ops built by :func:`nasp.core.ops.search_op`."""
 
     def __init__(self, C: int, stride: int, primitives: Sequence[str]):
         super().__init__()

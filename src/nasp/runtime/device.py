@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 
-from nasp.config import ConfigError
+from nasp.errors import ConfigError
 
 __all__ = ["autocast", "resolve_device", "resolve_memory_format", "resolve_precision"]
 

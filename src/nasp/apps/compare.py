@@ -1,12 +1,12 @@
 """``nasp compare``: search strategies x seeds on one space, data set and budget, then a report.
 
-For every strategy and seed, a search (:func:`nasp.loops.search.search`, the given
+For every strategy and seed, a search (:func:`nasp.engine.search.search`, the given
 :class:`~nasp.config.SearchConfig` with that strategy and seed, and the strategy's own candidate
 op set where one is given, e.g. DARTS on ``darts`` with ``none`` beside NASP on ``darts-7``)
 derives a genotype, whose final accuracy is either
 
 - the test top-1 accuracy after the last epoch of a train-from-scratch
-  (:func:`nasp.loops.train.train`, the given :class:`~nasp.config.TrainConfig` on the search's
+  (:func:`nasp.engine.train.train`, the given :class:`~nasp.config.TrainConfig` on the search's
   data set, with the same seed), or
 - with a benchmark table, its accuracy looked up in the table (no training).
 
@@ -29,7 +29,7 @@ recorded one is an error, never silently mixed. An unfinished search starts agai
 training continues from its ``last.pt``. The report is rewritten after every run, the plot after
 the last.
 
-Search time is measured around the whole :func:`~nasp.loops.search.search` call (data loading,
+Search time is measured around the whole :func:`~nasp.engine.search.search` call (data loading,
 supernet construction, epochs): wall time (``time.perf_counter``) and the CPU time of this process
 (``time.process_time``, all threads). One-off costs that only the first search of the process
 would pay (lazy imports of the data loader and of torch's optimisers) are paid before any is
@@ -51,17 +51,18 @@ from typing import Any
 
 import torch
 
-from nasp.atomic import atomic_write_bytes, atomic_write_text
-from nasp.benchmark import open_benchmark
-from nasp.config import ConfigError, SearchConfig, TrainConfig
+from nasp.config import SearchConfig, TrainConfig
+from nasp.core.measure import parameter_count
 from nasp.data import load_dataset
-from nasp.evaluation import parameter_count
-from nasp.extras import MissingExtraError, require
-from nasp.genotype import Genotype
-from nasp.loops.search import search
-from nasp.loops.train import resume, train
-from nasp.model import LAST
-from nasp.nb201_genotype import genotype_from_dict
+from nasp.engine.checkpoints import LAST
+from nasp.engine.search import search
+from nasp.engine.train import resume, train
+from nasp.errors import ConfigError, MissingExtraError
+from nasp.runtime.atomic import atomic_write_bytes, atomic_write_text
+from nasp.runtime.extras import require
+from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.nb201.benchmark_table import open_benchmark
+from nasp.spaces.nb201.genotype import genotype_from_dict
 from nasp.strategies import STRATEGIES
 
 __all__ = ["ComparePlan", "plot_accuracy_vs_time", "report_markdown", "run_comparison",
@@ -80,7 +81,7 @@ class ComparePlan:
     run); ``train`` the train-from-scratch configuration (its data set, data_dir, seed and out
     are set per run), unused when ``benchmark`` names a table; ``command`` is recorded in the
     report as given. ``strategy_primitives`` maps a strategy to its own candidate op set (a
-    name of :data:`nasp.ops.PRIMITIVE_SETS`); the others search on ``search.primitives``.
+    name of :data:`nasp.core.ops.PRIMITIVE_SETS`); the others search on ``search.primitives``.
     """
 
     strategies: tuple[str, ...]

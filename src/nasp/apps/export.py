@@ -30,17 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasp.atomic import atomic_write_bytes, atomic_write_text
-from nasp.extras import require
+from nasp.errors import ExportError
+from nasp.runtime.atomic import atomic_write_bytes, atomic_write_text
+from nasp.runtime.extras import require
 
 __all__ = ["FORMATS", "SUFFIXES", "ExportError", "export_checkpoint", "export_model"]
 
 FORMATS = ("onnx", "torchscript", "pt2")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "pt2": ".pt2"}
-
-
-class ExportError(ValueError):
-    """The model cannot be exported as asked; the message says why."""
 
 
 def export_model(net: nn.Module, path: str | os.PathLike, fmt: str,
@@ -73,7 +70,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str,
     ``out`` defaults to ``model`` plus the format's suffix (``.onnx``, ``.ts``, ``.pt2``) next to
     the checkpoint. The metadata file also records the data set, its classes and the genotype.
     """
-    from nasp.model import load_trained
+    from nasp.engine.checkpoints import load_trained
 
     trained = load_trained(checkpoint)
     if fmt not in FORMATS:

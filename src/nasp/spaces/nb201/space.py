@@ -2,13 +2,14 @@
 
 The cell: node 0 is the cell input, node ``j`` (1..3) ``= sum_{i<j} op_{i->j}(node_i)``, the
 output is node 3; 6 edges in the arch-string order ``(1<-0), (2<-0), (2<-1), (3<-0), (3<-1),
-(3<-2)`` (see :mod:`nasp.nb201_genotype`); every edge holds one of ``none``, ``skip_connect``,
-``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3`` (``nor_conv`` = ReLU-Conv-BN, the pool is
-3x3, stride 1, padding 1, ``count_include_pad=False``, ``none`` outputs zeros). All edges are
-kept: there is no per-node top-k rule, so ``prox_C1`` is the per-edge one-hot alone.
+(3<-2)`` (see :mod:`nasp.spaces.nb201.genotype`); every edge holds one of ``none``,
+``skip_connect``, ``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3`` (``nor_conv`` =
+ReLU-Conv-BN, the pool is 3x3, stride 1, padding 1, ``count_include_pad=False``, ``none``
+outputs zeros). All edges are kept: there is no per-node top-k rule, so ``prox_C1`` is the
+per-edge one-hot alone.
 
 The network (the benchmark's ``TinyNetwork``): a 3x3 convolution stem to ``C`` channels with
-BatchNorm; stage 1: ``N`` cells at ``C``; a :class:`~nasp.ops.ResNetBasicBlock` (stride 2,
+BatchNorm; stage 1: ``N`` cells at ``C``; a :class:`~nasp.core.ops.ResNetBasicBlock` (stride 2,
 ``C -> 2C``); stage 2: ``N`` cells at ``2C``; a block ``2C -> 4C``; stage 3: ``N`` cells at
 ``4C``; BatchNorm, ReLU, global average pooling, linear classifier. ``N`` is the config's
 ``layers`` and ``C`` its ``channels`` (the benchmark: N 5, C 16). The input size must be a
@@ -27,7 +28,7 @@ Choices, as AutoDL-Projects' NAS-Bench-201 search models make them:
 
 Ties: in :meth:`NB201Space.project` and :meth:`NB201Space.derive` an edge where several ops tie
 for the maximum takes the lowest-index op other than ``none`` (``none`` wins only when strictly
-largest), the rule both spaces share (:func:`nasp.prox.tie_order`). So NASP starts from the
+largest), the rule both spaces share (:func:`nasp.core.prox.tie_order`). So NASP starts from the
 all-``skip_connect`` cell rather than from the all-``none`` network, whose architecture gradient
 is zero.
 """
@@ -39,12 +40,12 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from nasp.genotype import GenotypeError
-from nasp.mixed import CellPlan, MixedOp, sparse_sum
-from nasp.nb201_genotype import EDGES, NB201Genotype
-from nasp.ops import NB201_PRIMITIVES, OPS, ResNetBasicBlock, op_parameter_count
-from nasp.prox import best_ops, prox_c1, tie_order
+from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
+from nasp.core.ops import NB201_PRIMITIVES, OPS, ResNetBasicBlock, op_parameter_count
+from nasp.core.prox import best_ops, prox_c1, tie_order
+from nasp.errors import GenotypeError
 from nasp.spaces.base import ArchTensors, Selection
+from nasp.spaces.nb201.genotype import EDGES, NB201Genotype
 
 __all__ = ["NB201ChildNetwork", "NB201Space", "NB201Supernet"]
 
@@ -60,7 +61,7 @@ def _nb201_op(name: str, C: int, affine: bool) -> nn.Module:
 class NB201MixedOp(MixedOp):
     """One supernet edge: the five ops with non-affine BatchNorm and a bare average pool.
 
-    Runs in the four modes of :class:`~nasp.mixed.MixedOp` (its ``forward`` is reused).
+    Runs in the four modes of :class:`~nasp.core.mixed.MixedOp` (its ``forward`` is reused).
     """
 
     def __init__(self, C: int, primitives: Sequence[str]):

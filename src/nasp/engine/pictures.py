@@ -30,14 +30,14 @@ from typing import Any
 
 import torch
 
-from nasp.atomic import atomic_write_text
-from nasp.config import ConfigError, load_config
-from nasp.extras import MissingExtraError, require
-from nasp.genotype import Genotype
-from nasp.nb201_genotype import EDGES as NB201_EDGES
-from nasp.nb201_genotype import NB201Genotype, genotype_from_dict, load_genotype
-from nasp.runs import RunDirError
+from nasp.config import load_config
+from nasp.errors import ConfigError, MissingExtraError, RunDirError
+from nasp.runtime.atomic import atomic_write_text
+from nasp.runtime.extras import require
 from nasp.spaces import build_space
+from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.nb201.genotype import EDGES as NB201_EDGES
+from nasp.spaces.nb201.genotype import NB201Genotype, genotype_from_dict, load_genotype
 
 __all__ = ["cell_dot", "draw_cell", "plot_curves", "plot_genotype_evolution", "plot_run"]
 
@@ -376,8 +376,8 @@ def _final_arch(run: Path) -> dict[str, torch.Tensor] | None:
 def plot_run(run_dir: str | os.PathLike, use_dot: bool | None = None) -> list[Path]:
     """Write every picture the run directory's files allow (see the module doc); return them.
 
-    Raises :class:`~nasp.extras.MissingExtraError` without matplotlib, and
-    :class:`~nasp.runs.RunDirError` for a directory with nothing to draw.
+    Raises :class:`~nasp.runtime.extras.MissingExtraError` without matplotlib, and
+    :class:`~nasp.runtime.runs.RunDirError` for a directory with nothing to draw.
     """
     run = Path(run_dir)
     if not run.is_dir():

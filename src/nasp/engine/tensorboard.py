@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from nasp.extras import require
+from nasp.runtime.extras import require
 
 __all__ = ["Logger", "NullLogger", "open_logger"]
 
@@ -77,6 +77,6 @@ class Logger(NullLogger):
 def open_logger(log_dir: str | os.PathLike, enabled: bool) -> NullLogger:
     """A :class:`Logger` into ``log_dir`` if ``enabled``, else a :class:`NullLogger`.
 
-    Raises :class:`~nasp.extras.MissingExtraError` when enabled without TensorBoard installed.
+    Raises :class:`~nasp.errors.MissingExtraError` when enabled without TensorBoard installed.
     """
     return Logger(log_dir) if enabled else NullLogger()

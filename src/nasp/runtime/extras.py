@@ -10,12 +10,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from nasp.errors import MissingExtraError
+
 __all__ = ["MissingExtraError", "require"]
-
-
-class MissingExtraError(ImportError):
-    """A feature needs an optional package that is not installed; the message says how to get it.
-    """
 
 
 def require(module: str, extra: str, feature: str) -> ModuleType:

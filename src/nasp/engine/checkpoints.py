@@ -18,13 +18,14 @@ from typing import Any, NamedTuple
 
 import torch
 
-from nasp.config import ConfigError, TrainConfig, train_preset
+from nasp.config import TrainConfig, train_preset
+from nasp.core.measure import flop_count, parameter_count
 from nasp.data import ImageDataset, load_dataset
-from nasp.evaluation import flop_count, parameter_count
-from nasp.genotype import Genotype, GenotypeError, resolve_genotype
-from nasp.nb201_genotype import NB201Genotype, genotype_from_dict
-from nasp.spaces.darts_cnn import ChildNetwork
-from nasp.spaces.nb201 import NB201ChildNetwork
+from nasp.errors import CheckpointError, ConfigError, GenotypeError
+from nasp.spaces.darts_cnn.genotype import Genotype, resolve_genotype
+from nasp.spaces.darts_cnn.space import ChildNetwork
+from nasp.spaces.nb201.genotype import NB201Genotype, genotype_from_dict
+from nasp.spaces.nb201.space import NB201ChildNetwork
 
 __all__ = [
     "BEST",
@@ -44,10 +45,6 @@ __all__ = [
 LAST = "last.pt"
 BEST = "best.pt"
 CHECKPOINT_KIND = "nasp-train"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or not from ``nasp train``; the message says which."""
 
 
 class DataShape(NamedTuple):
@@ -196,10 +193,10 @@ def model_info(spec: str | os.PathLike, *, layers: int | None = None,
     """Size of the evaluation network of a genotype or checkpoint ``spec``.
 
     A checkpoint (a ``.pt`` file or a train run directory) gives the sizes it was trained with;
-    a genotype (see :func:`~nasp.genotype.resolve_genotype`) takes the ``paper`` preset's (20
-    cells, C 36). Any argument given overrides them. Returns ``parameters`` (auxiliary head
-    excluded), ``flops`` (:func:`~nasp.evaluation.flop_count`, one image), the genotype, the
-    config and the data shape used.
+    a genotype (see :func:`~nasp.spaces.darts_cnn.genotype.resolve_genotype`) takes the
+    ``paper`` preset's (20 cells, C 36). Any argument given overrides them. Returns
+    ``parameters`` (auxiliary head excluded), ``flops`` (:func:`~nasp.core.measure.flop_count`,
+    one image), the genotype, the config and the data shape used.
     """
     path = Path(spec)
     if path.suffix == ".pt" or (path.is_dir() and (path / LAST).is_file()):

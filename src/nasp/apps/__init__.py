@@ -1,0 +1,1 @@
+"""What a person runs: the command line, comparisons, export and step timing."""
