@@ -19,8 +19,15 @@ import numpy as np
 import pytest
 import torch
 
-from nasp.data import DATASETS, ImageDataset, default_data_dir, load_dataset
-from nasp.data import datasets as datasets_module
+from nasp.data import (
+    DATASETS,
+    ImageDataset,
+    default_data_dir,
+    load_dataset,
+)
+from nasp.data import cifar as cifar_module
+from nasp.data import download as download_module
+from nasp.data import idx as idx_module
 from nasp.errors import DatasetError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -274,13 +281,13 @@ def fake_network(monkeypatch):
             raise payload
         out.write(payload)
 
-    monkeypatch.setattr(datasets_module, "_fetch", fetch)
+    monkeypatch.setattr(download_module, "_fetch", fetch)
     return served, asked
 
 
 def with_md5(monkeypatch, key: str, md5: str) -> None:
-    spec = datasets_module._CIFAR[key]
-    monkeypatch.setitem(datasets_module._CIFAR, key, dataclasses.replace(spec, md5=md5))
+    spec = cifar_module._CIFAR[key]
+    monkeypatch.setitem(cifar_module._CIFAR, key, dataclasses.replace(spec, md5=md5))
 
 
 def test_download_with_wrong_md5_leaves_nothing(tmp_path, fake_network):
@@ -390,8 +397,8 @@ def test_damaged_gz_and_label_problems(tmp_path):
 
 
 def test_fashion_mnist_missing_mentions_the_debian_package(tmp_path, monkeypatch):
-    spec = datasets_module._IDX["fashion-mnist"]
-    monkeypatch.setitem(datasets_module._IDX, "fashion-mnist",
+    spec = idx_module._IDX["fashion-mnist"]
+    monkeypatch.setitem(idx_module._IDX, "fashion-mnist",
                         dataclasses.replace(spec, system_dirs=(tmp_path / "system",)))
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist") as info:
         load_dataset("fashion-mnist", tmp_path / "data", download=False)
@@ -402,13 +409,13 @@ def test_mnist_download_tries_mirrors_and_checks_md5(tmp_path, monkeypatch, fake
     served, asked = fake_network
     source = tmp_path / "source"
     write_idx(source, "test", n=5)
-    spec = datasets_module._IDX["mnist"]
+    spec = idx_module._IDX["mnist"]
     md5 = dict(spec.md5)
     for path in source.iterdir():
         payload = gzip.compress(path.read_bytes())
         served[f"{spec.mirrors[1]}{path.name}.gz"] = payload
         md5[path.name] = hashlib.md5(payload).hexdigest()
-    monkeypatch.setitem(datasets_module._IDX, "mnist", dataclasses.replace(spec, md5=md5))
+    monkeypatch.setitem(idx_module._IDX, "mnist", dataclasses.replace(spec, md5=md5))
     root = tmp_path / "data"
     assert len(load_dataset("mnist", root, "test")) == 5
     assert sorted(p.name for p in (root / "mnist").iterdir()) == [
@@ -510,3 +517,4 @@ def test_folder_without_pillow_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(DatasetError, match=r"torch-nasp\[images\]"):
         load_dataset("folder", tmp_path)
+
