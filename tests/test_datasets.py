@@ -20,9 +20,12 @@ import pytest
 import torch
 
 from nasp.data import (
+    DATASET_SHAPES,
     DATASETS,
+    DataShape,
     ImageDataset,
     default_data_dir,
+    known_shape,
     load_dataset,
 )
 from nasp.data import cifar as cifar_module
@@ -518,3 +521,24 @@ def test_folder_without_pillow_says_how_to_install_it(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match=r"torch-nasp\[images\]"):
         load_dataset("folder", tmp_path)
 
+
+# --- known shapes ------------------------------------------------------------------------------
+
+
+def test_known_shapes_are_declared_beside_the_loaders_and_match_the_data(tmp_path):
+    assert DATASET_SHAPES == {
+        "digits": (1, (8, 8), 10),
+        "mnist": (1, (28, 28), 10),
+        "fashion-mnist": (1, (28, 28), 10),
+        "cifar10": (3, (32, 32), 10),
+        "cifar100": (3, (32, 32), 100),
+    }
+    assert set(DATASET_SHAPES) == set(DATASETS) - {"folder"}
+    assert known_shape(" Fashion_MNIST ") == DATASET_SHAPES["fashion-mnist"]
+    assert known_shape("folder") is None and known_shape("imagenet") is None
+    make_cifar(tmp_path / "cifar-10-batches-py")
+    make_cifar(tmp_path / "cifar-100-python", "cifar100", n=30)
+    write_idx(tmp_path / "mnist", "train")
+    write_idx(tmp_path / "fashion-mnist", "train")
+    for name, shape in DATASET_SHAPES.items():
+        assert DataShape.of(load_dataset(name, tmp_path, download=False)) == shape, name

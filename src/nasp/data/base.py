@@ -1,5 +1,5 @@
-"""What every data source shares: the in-memory :class:`ImageDataset`, the default data folder,
-the seeded splits and the small helpers the loaders use.
+"""What every data source shares: the in-memory :class:`ImageDataset`, its :class:`DataShape`,
+the default data folder, the seeded splits and the small helpers the loaders use.
 
 :func:`search_split` cuts a training split into the search's two halves and :func:`subset_of`
 draws a ``--subset``; both are seeded, class-stratified samples (:func:`stratified_split`), so
@@ -13,12 +13,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
 from nasp.errors import DatasetError
 
 __all__ = [
+    "DataShape",
     "ImageDataset",
     "default_data_dir",
     "search_split",
@@ -82,6 +84,28 @@ class ImageDataset:
         """The same data set restricted to the rows ``indices`` (a slice, index or mask tensor)."""
         return replace(self, images=self.images[indices].contiguous(),
                        labels=self.labels[indices])
+
+
+class DataShape(NamedTuple):
+    """What the network needs to know of the data: image channels, size (H, W), classes."""
+
+    in_channels: int
+    image_size: tuple[int, int]
+    num_classes: int
+
+    @classmethod
+    def of(cls, ds: ImageDataset) -> DataShape:
+        return cls(ds.in_channels, tuple(ds.image_size), ds.num_classes)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> DataShape:
+        """The shape stored in a checkpoint's ``data`` entry."""
+        return cls(data["in_channels"], tuple(data["image_size"]), data["num_classes"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return (self.in_channels, *self.image_size)
 
 
 def default_data_dir() -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasp.data.base import ImageDataset, _check_classes, _one_line, _resolve_root
+from nasp.data.base import DataShape, ImageDataset, _check_classes, _one_line, _resolve_root
 from nasp.data.download import _download, _DownloadError, _extract, _staging_dir
 from nasp.errors import DatasetError
 
@@ -196,3 +196,7 @@ def _class_names(names: object, count: int) -> tuple[str, ...] | None:
 LOADERS: dict[str, Callable[..., ImageDataset]] = {
     key: functools.partial(_load_cifar, key) for key in _CIFAR}
 """Data set name -> loader ``(root, split, download)``, for :data:`nasp.data.DATASETS`."""
+
+SHAPES: dict[str, DataShape] = {
+    key: DataShape(3, _IMAGE_SIZE, spec.num_classes) for key, spec in _CIFAR.items()}
+"""The shape of each data set above, known without loading it."""

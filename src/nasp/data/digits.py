@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasp.data.base import ImageDataset, _channel_stats
+from nasp.data.base import DataShape, ImageDataset, _channel_stats
 
 _DIGITS_SEED = 0
 _DIGITS_TEST = 360
@@ -36,3 +36,6 @@ def _load_digits(root: Path | None, split: str, download: bool) -> ImageDataset:
 
 LOADERS: dict[str, Callable[..., ImageDataset]] = {"digits": _load_digits}
 """Data set name -> loader ``(root, split, download)``, for :data:`nasp.data.DATASETS`."""
+
+SHAPES: dict[str, DataShape] = {"digits": DataShape(1, (8, 8), 10)}
+"""The shape of each data set above, known without loading it."""

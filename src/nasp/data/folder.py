@@ -3,7 +3,7 @@
 If ``root`` has ``train/`` and ``test/`` (or ``val/``) sub-folders, those are the splits;
 otherwise a fixed seeded 10% of the images (at least one) is the ``test`` split and the rest the
 ``train`` split. All images must share one size and colour type (grey or RGB); an undecodable
-image, or one of another size, is named.
+image, or one of another size, is named. Its shape is known only by reading it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasp.data.base import ImageDataset, _channel_stats, _check_classes, _one_line
+from nasp.data.base import DataShape, ImageDataset, _channel_stats, _check_classes, _one_line
 from nasp.errors import DatasetError
 
 _FOLDER_SEED = 0
@@ -128,3 +128,6 @@ def _load_folder(root: Path | None, split: str, download: bool) -> ImageDataset:
 
 LOADERS: dict[str, Callable[..., ImageDataset]] = {"folder": _load_folder}
 """Data set name -> loader ``(root, split, download)``, for :data:`nasp.data.DATASETS`."""
+
+SHAPES: dict[str, DataShape] = {}
+"""None: a folder data set's shape is known only by reading its images."""

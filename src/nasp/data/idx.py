@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from nasp.data.base import ImageDataset, _check_classes, _one_line, _resolve_root
+from nasp.data.base import DataShape, ImageDataset, _check_classes, _one_line, _resolve_root
 from nasp.data.download import _download, _DownloadError, _staging_dir
 from nasp.errors import DatasetError
 
@@ -189,3 +189,7 @@ def _load_idx(key: str, root: Path | None, split: str, download: bool) -> ImageD
 LOADERS: dict[str, Callable[..., ImageDataset]] = {
     key: functools.partial(_load_idx, key) for key in _IDX}
 """Data set name -> loader ``(root, split, download)``, for :data:`nasp.data.DATASETS`."""
+
+SHAPES: dict[str, DataShape] = {
+    key: DataShape(1, _IDX_IMAGE_SIZE, len(spec.classes)) for key, spec in _IDX.items()}
+"""The shape of each data set above, known without loading it."""

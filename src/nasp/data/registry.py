@@ -1,12 +1,15 @@
 """Image data sets by name, loaded whole into memory as uint8 tensors.
 
 ``load_dataset(name, root, split)`` returns an :class:`~nasp.data.base.ImageDataset`. The known
-names are the keys of :data:`DATASETS`, gathered from one module per source:
+names are the keys of :data:`DATASETS`, gathered from one module per source, each of which also
+declares the shapes of its data sets (:data:`DATASET_SHAPES`, :func:`known_shape`), so a shape is
+known without reading any data:
 
 - ``digits`` (:mod:`nasp.data.digits`): scikit-learn's bundled 8x8 digits, offline.
 - ``cifar10`` / ``cifar100`` (:mod:`nasp.data.cifar`): the official python-pickle folders.
 - ``mnist`` / ``fashion-mnist`` (:mod:`nasp.data.idx`): the four idx files, raw or ``.gz``.
-- ``folder`` (:mod:`nasp.data.folder`): one sub-folder of images per class.
+- ``folder`` (:mod:`nasp.data.folder`): one sub-folder of images per class; its shape is known
+  only by reading it.
 
 Downloads (:mod:`nasp.data.download`) are checked against the official md5 and moved into place
 only once complete and verified, so a failed download leaves nothing behind, and a local copy is
@@ -29,10 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nasp.data import cifar, digits, folder, idx
-from nasp.data.base import ImageDataset
+from nasp.data.base import DataShape, ImageDataset
 from nasp.errors import DatasetError
 
-__all__ = ["DATASETS", "SPLITS", "load_dataset"]
+__all__ = ["DATASETS", "DATASET_SHAPES", "SPLITS", "known_shape", "load_dataset"]
 
 _SOURCES = (digits, cifar, idx, folder)
 
@@ -42,10 +45,20 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
     name: loader for source in _SOURCES for name, loader in source.LOADERS.items()}
 """Registry: data set name -> loader ``(root: Path | None, split: str, download: bool)``."""
 
+DATASET_SHAPES: dict[str, DataShape] = {
+    name: shape for source in _SOURCES for name, shape in source.SHAPES.items()}
+"""Shapes of the named data sets, known without reading them (``folder`` must be read)."""
+
 
 def _key(name: str) -> str:
     """The registry key of a data set name: case, spaces around and ``_`` vs ``-`` don't matter."""
     return name.strip().lower().replace("_", "-")
+
+
+def known_shape(name: str) -> DataShape | None:
+    """The shape of the data set ``name`` without reading it, or None when only its data can
+    tell (``folder``) or the name is unknown."""
+    return DATASET_SHAPES.get(_key(name))
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = "train",
