@@ -22,7 +22,7 @@ from test_datasets import idx_bytes, make_cifar, make_folder, write_idx, write_p
 
 from nasp.apps.cli import main
 from nasp.config import TrainConfig, load_config
-from nasp.data import datasets as datasets_module
+from nasp.data import download as download_module
 from nasp.errors import ConfigError
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 
@@ -36,7 +36,7 @@ def no_network(monkeypatch):
     def fetch(url, out):
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr(datasets_module, "_fetch", fetch)
+    monkeypatch.setattr(download_module, "_fetch", fetch)
 
 
 def snapshot(*roots: Path) -> dict[str, bytes | None]:

@@ -19,8 +19,18 @@ import numpy as np
 import pytest
 import torch
 
-from nasp.data import DATASETS, ImageDataset, default_data_dir, load_dataset
-from nasp.data import datasets as datasets_module
+from nasp.data import (
+    DATASET_SHAPES,
+    DATASETS,
+    DataShape,
+    ImageDataset,
+    default_data_dir,
+    known_shape,
+    load_dataset,
+)
+from nasp.data import cifar as cifar_module
+from nasp.data import download as download_module
+from nasp.data import idx as idx_module
 from nasp.errors import DatasetError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -274,13 +284,13 @@ def fake_network(monkeypatch):
             raise payload
         out.write(payload)
 
-    monkeypatch.setattr(datasets_module, "_fetch", fetch)
+    monkeypatch.setattr(download_module, "_fetch", fetch)
     return served, asked
 
 
 def with_md5(monkeypatch, key: str, md5: str) -> None:
-    spec = datasets_module._CIFAR[key]
-    monkeypatch.setitem(datasets_module._CIFAR, key, dataclasses.replace(spec, md5=md5))
+    spec = cifar_module._CIFAR[key]
+    monkeypatch.setitem(cifar_module._CIFAR, key, dataclasses.replace(spec, md5=md5))
 
 
 def test_download_with_wrong_md5_leaves_nothing(tmp_path, fake_network):
@@ -390,8 +400,8 @@ def test_damaged_gz_and_label_problems(tmp_path):
 
 
 def test_fashion_mnist_missing_mentions_the_debian_package(tmp_path, monkeypatch):
-    spec = datasets_module._IDX["fashion-mnist"]
-    monkeypatch.setitem(datasets_module._IDX, "fashion-mnist",
+    spec = idx_module._IDX["fashion-mnist"]
+    monkeypatch.setitem(idx_module._IDX, "fashion-mnist",
                         dataclasses.replace(spec, system_dirs=(tmp_path / "system",)))
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist") as info:
         load_dataset("fashion-mnist", tmp_path / "data", download=False)
@@ -402,13 +412,13 @@ def test_mnist_download_tries_mirrors_and_checks_md5(tmp_path, monkeypatch, fake
     served, asked = fake_network
     source = tmp_path / "source"
     write_idx(source, "test", n=5)
-    spec = datasets_module._IDX["mnist"]
+    spec = idx_module._IDX["mnist"]
     md5 = dict(spec.md5)
     for path in source.iterdir():
         payload = gzip.compress(path.read_bytes())
         served[f"{spec.mirrors[1]}{path.name}.gz"] = payload
         md5[path.name] = hashlib.md5(payload).hexdigest()
-    monkeypatch.setitem(datasets_module._IDX, "mnist", dataclasses.replace(spec, md5=md5))
+    monkeypatch.setitem(idx_module._IDX, "mnist", dataclasses.replace(spec, md5=md5))
     root = tmp_path / "data"
     assert len(load_dataset("mnist", root, "test")) == 5
     assert sorted(p.name for p in (root / "mnist").iterdir()) == [
@@ -510,3 +520,25 @@ def test_folder_without_pillow_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(DatasetError, match=r"torch-nasp\[images\]"):
         load_dataset("folder", tmp_path)
+
+
+# --- known shapes ------------------------------------------------------------------------------
+
+
+def test_known_shapes_are_declared_beside_the_loaders_and_match_the_data(tmp_path):
+    assert DATASET_SHAPES == {
+        "digits": (1, (8, 8), 10),
+        "mnist": (1, (28, 28), 10),
+        "fashion-mnist": (1, (28, 28), 10),
+        "cifar10": (3, (32, 32), 10),
+        "cifar100": (3, (32, 32), 100),
+    }
+    assert set(DATASET_SHAPES) == set(DATASETS) - {"folder"}
+    assert known_shape(" Fashion_MNIST ") == DATASET_SHAPES["fashion-mnist"]
+    assert known_shape("folder") is None and known_shape("imagenet") is None
+    make_cifar(tmp_path / "cifar-10-batches-py")
+    make_cifar(tmp_path / "cifar-100-python", "cifar100", n=30)
+    write_idx(tmp_path / "mnist", "train")
+    write_idx(tmp_path / "fashion-mnist", "train")
+    for name, shape in DATASET_SHAPES.items():
+        assert DataShape.of(load_dataset(name, tmp_path, download=False)) == shape, name

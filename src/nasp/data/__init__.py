@@ -1,24 +1,35 @@
-"""Data sets by name as uint8 tensors, and device-resident augmented mini-batches."""
+"""Data sets by name as uint8 tensors, and device-resident augmented mini-batches.
 
-from nasp.data.batches import Batches, augment_batch
-from nasp.data.datasets import (
-    DATASETS,
+One module per source (:mod:`~nasp.data.digits`, :mod:`~nasp.data.cifar`, :mod:`~nasp.data.idx`,
+:mod:`~nasp.data.folder`) declares its loaders and the shapes of its data sets;
+:mod:`~nasp.data.registry` gathers them by name (:data:`DATASETS`, :data:`DATASET_SHAPES`);
+:mod:`~nasp.data.base` holds what they share (:class:`ImageDataset`, :class:`DataShape`, the
+seeded splits) and :mod:`~nasp.data.download` the downloads.
+Of the rest of nasp, this package imports only :mod:`nasp.errors` and :mod:`nasp.runtime`.
+"""
+
+from nasp.data.base import (
+    DataShape,
     ImageDataset,
     default_data_dir,
-    load_dataset,
     search_split,
     stratified_split,
     subset_of,
 )
+from nasp.data.batches import Batches, augment_batch
+from nasp.data.registry import DATASET_SHAPES, DATASETS, known_shape, load_dataset
 from nasp.errors import DatasetError
 
 __all__ = [
     "DATASETS",
+    "DATASET_SHAPES",
     "Batches",
+    "DataShape",
     "DatasetError",
     "ImageDataset",
     "augment_batch",
     "default_data_dir",
+    "known_shape",
     "load_dataset",
     "search_split",
     "stratified_split",

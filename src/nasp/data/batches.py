@@ -1,6 +1,6 @@
 """Mini-batches that live on the compute device, augmented there with vectorised tensor ops.
 
-The uint8 images of an :class:`~nasp.data.datasets.ImageDataset` are copied to the device once.
+The uint8 images of an :class:`~nasp.data.base.ImageDataset` are copied to the device once.
 Each batch is gathered there, converted to float, normalised with the data set's mean/std and,
 if asked, augmented as in the DARTS code: random crop with black padding, horizontal flip,
 cutout. All randomness comes from one CPU ``torch.Generator`` as small index tensors that are then
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from nasp.data.datasets import ImageDataset
+from nasp.data.base import ImageDataset
 
 __all__ = ["BatchStream", "Batches", "augment_batch"]
 

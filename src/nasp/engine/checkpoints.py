@@ -14,13 +14,13 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 from nasp.config import TrainConfig, train_preset
 from nasp.core.measure import flop_count, parameter_count
-from nasp.data import ImageDataset, load_dataset
+from nasp.data import DATASET_SHAPES, DataShape, known_shape, load_dataset
 from nasp.errors import CheckpointError, ConfigError, GenotypeError
 from nasp.spaces.darts_cnn.genotype import Genotype, resolve_genotype
 from nasp.spaces.darts_cnn.space import ChildNetwork
@@ -47,36 +47,9 @@ BEST = "best.pt"
 CHECKPOINT_KIND = "nasp-train"
 
 
-class DataShape(NamedTuple):
-    """What the network needs to know of the data: image channels, size (H, W), classes."""
-
-    in_channels: int
-    image_size: tuple[int, int]
-    num_classes: int
-
-    @classmethod
-    def of(cls, ds: ImageDataset) -> DataShape:
-        return cls(ds.in_channels, tuple(ds.image_size), ds.num_classes)
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> DataShape:
-        """The shape stored in a checkpoint's ``data`` entry."""
-        return cls(data["in_channels"], tuple(data["image_size"]), data["num_classes"])
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of one image."""
-        return (self.in_channels, *self.image_size)
-
-
-#: Shapes of the named data sets, known without reading them (``folder`` must be read).
-DATA_SHAPES: dict[str, DataShape] = {
-    "digits": DataShape(1, (8, 8), 10),
-    "mnist": DataShape(1, (28, 28), 10),
-    "fashion-mnist": DataShape(1, (28, 28), 10),
-    "cifar10": DataShape(3, (32, 32), 10),
-    "cifar100": DataShape(3, (32, 32), 100),
-}
+#: Shapes of the named data sets, known without reading them (``folder`` must be read); each
+#: data source declares its own (:data:`nasp.data.DATASET_SHAPES`).
+DATA_SHAPES = DATASET_SHAPES
 IMAGENET_SHAPE = DataShape(3, (224, 224), 1000)
 
 
@@ -86,13 +59,13 @@ def data_shape(dataset: str | None = None, *, network: str = "cifar",
                num_classes: int | None = None) -> DataShape:
     """The data shape of ``dataset``, else ``base``, with any of the given fields overriding it.
 
-    A named data set's shape comes from :data:`DATA_SHAPES` without reading any data; ``folder``
-    is read from ``data_dir``. With neither a data set nor ``base``: CIFAR-10's shape, or
-    ImageNet's (3x224x224, 1000 classes) for ``network="imagenet"``.
+    A named data set's shape comes from :func:`nasp.data.known_shape` without reading any data;
+    ``folder`` is read from ``data_dir``. With neither a data set nor ``base``: CIFAR-10's shape,
+    or ImageNet's (3x224x224, 1000 classes) for ``network="imagenet"``.
     """
     if dataset is not None:
         key = dataset.strip().lower().replace("_", "-")
-        shape = DATA_SHAPES.get(key) or DataShape.of(load_dataset(key, data_dir, "train"))
+        shape = known_shape(key) or DataShape.of(load_dataset(key, data_dir, "train"))
     elif base is not None:
         shape = base
     else:
