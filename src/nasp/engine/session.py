@@ -99,6 +99,8 @@ class RunSession(ABC):
     advice: ClassVar[str] = ""
 
     def __init__(self, config: Any, device: torch.device):
+        # every session is built from the seed (model initialisation, first draws); a resumed
+        # one then restores the random states of its checkpoint
         seed_everything(config.seed)
         self.config = config
         self.device = device
