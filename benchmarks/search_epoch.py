@@ -19,10 +19,10 @@ import torch
 
 from nasp.config import SearchConfig
 from nasp.data import Batches, load_dataset, search_split
-from nasp.engine.session import evaluate_classifier
 from nasp.runtime.device import resolve_device, resolve_memory_format
 from nasp.spaces import build_space
 from nasp.strategies import build_strategy
+from nasp.tasks.classification import evaluate_classifier
 
 
 def main() -> None:

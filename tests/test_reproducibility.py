@@ -14,8 +14,8 @@ import torch
 import nasp
 from nasp.apps.cli import main
 from nasp.core.mixed import CellPlan
-from nasp.engine import session as common
-from nasp.engine.session import (
+from nasp.engine import reproducibility as common
+from nasp.engine.reproducibility import (
     deterministic_mode,
     restore_rng_state,
     rng_state,

@@ -10,7 +10,7 @@ from nasp.apps.cli import main
 from nasp.config import TRAIN_PRESETS, TrainConfig, train_preset
 from nasp.data import load_dataset
 from nasp.engine.checkpoints import BEST, LAST, data_shape, load_trained, model_info
-from nasp.engine.train import evaluate_checkpoint, objective, resume, train
+from nasp.engine.train import evaluate_checkpoint, resume, task_of, train
 from nasp.errors import CheckpointError, ConfigError
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 
@@ -50,11 +50,12 @@ def test_objective_adds_the_weighted_auxiliary_loss():
     logits, aux = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
     y = torch.randint(0, 4, (6,), generator=g)
     config = TrainConfig(auxiliary_weight=0.4, label_smoothing=0.1)
-    total, main_loss, main_logits = objective((logits, aux), y, config)
+    total, main_loss, main_logits = task_of(config).objective((logits, aux), y)
     expected = F.cross_entropy(logits, y, label_smoothing=0.1)
     assert torch.allclose(main_loss, expected) and main_logits is logits
     assert torch.allclose(total, expected + 0.4 * F.cross_entropy(aux, y, label_smoothing=0.1))
-    total, main_loss, _ = objective(logits, y, config)  # eval-style output: no auxiliary term
+    # eval-style output: no auxiliary term
+    total, main_loss, _ = task_of(config).objective(logits, y)
     assert torch.equal(total, main_loss)
 
 

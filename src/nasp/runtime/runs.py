@@ -5,7 +5,8 @@ Layout::
     RUN_DIR/
       config.yaml       the fully resolved configuration (``--config`` replays it)
       environment.json  one record per session (start, each resume): library versions, source
-                        commit, device, determinism (:func:`nasp.engine.session.environment`)
+                        commit, device, determinism
+                        (:func:`nasp.engine.reproducibility.environment`)
       metrics.jsonl     one JSON object per epoch
       checkpoint.pt     search: everything needed to continue exactly (each epoch, and every
                         ``checkpoint_every`` steps)

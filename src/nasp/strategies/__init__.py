@@ -11,20 +11,25 @@ from nasp.strategies.base import Strategy
 from nasp.strategies.darts import DARTS, DARTS2
 from nasp.strategies.nasp import NASP
 from nasp.strategies.random import RandomSearch, SharedWeightRandomSearch
+from nasp.tasks import Task
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls for cls in (NASP, DARTS, DARTS2, RandomSearch, SharedWeightRandomSearch)}
 
 
-def build_strategy(name: str, space: SearchSpace, net: nn.Module,
-                   config: SearchConfig) -> Strategy:
-    """The strategy ``name`` searching ``space`` with the supernet ``net``."""
+def build_strategy(name: str, space: SearchSpace, net: nn.Module, config: SearchConfig,
+                   task: Task | None = None) -> Strategy:
+    """The strategy ``name`` searching ``space`` with the supernet ``net``, optimising ``task``'s
+    loss (default: :class:`~nasp.tasks.ClassificationTask`, plain cross-entropy)."""
     try:
         cls = STRATEGIES[name]
     except KeyError:
         raise ValueError(
             f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
-    return cls(space, net, config)
+    strategy = cls(space, net, config)
+    if task is not None:
+        strategy.task = task
+    return strategy
 
 
 __all__ = ["DARTS", "DARTS2", "NASP", "STRATEGIES", "RandomSearch", "SharedWeightRandomSearch",

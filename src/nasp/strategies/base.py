@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nasp.config import SearchConfig
@@ -41,6 +40,7 @@ from nasp.runtime import distributed
 from nasp.runtime.device import autocast, resolve_precision
 from nasp.spaces.base import SearchSpace
 from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.tasks import ClassificationTask, Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Plans = Mapping[str, CellPlan]
@@ -78,6 +78,9 @@ class Strategy(ABC):
     #: False for a strategy that needs no training (random search scored by a benchmark table):
     #: the search loop then runs no steps and no child evaluation in its epochs.
     trains = True
+    #: The loss of a batch (and the count of right predictions); :func:`build_strategy` sets
+    #: the run's task.
+    task: Task = ClassificationTask()
 
     def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig):
         self.space = space
@@ -189,7 +192,7 @@ class Strategy(ABC):
         self.w_optim.zero_grad(set_to_none=not decay)  # decay: gradients stay, zeroed in place
         with self.autocast():
             logits = self.net(x, plans)
-            loss = F.cross_entropy(logits, y)
+            loss = self.task.loss(logits, y)
         loss.backward()
         if decay:  # parameters no step has run yet get their zero gradient once
             for w in self.weights:
@@ -198,7 +201,7 @@ class Strategy(ABC):
         distributed.average_gradients_(self.weights)  # data-parallel: mean over ranks
         nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
         self.w_optim.step()
-        return loss.detach(), (logits.detach().argmax(1) == y).sum()
+        return loss.detach(), self.task.correct(logits, y)
 
     def path_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """A weight step through one path drawn uniformly from the space (every edge of the

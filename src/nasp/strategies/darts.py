@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
 from nasp.core.mixed import CellPlan
@@ -53,13 +52,13 @@ class DARTS(Strategy):
                 for t, a in self.arch.items()}
 
     def loss(self, batch: Batch, plans, params=None, amp: bool = True) -> torch.Tensor:
-        """Cross-entropy of the network at ``plans`` (and ``params``, if given); in the
-        configured precision, or in float32 with ``amp=False``."""
+        """The task's loss (cross-entropy) of the network at ``plans`` (and ``params``, if
+        given); in the configured precision, or in float32 with ``amp=False``."""
         x, y = batch
         with self.autocast() if amp else contextlib.nullcontext():
             logits = (self.net(x, plans) if params is None
                       else functional_call(self.net, params, (x, plans)))
-            return F.cross_entropy(logits, y)
+            return self.task.loss(logits, y)
 
     def arch_gradient(self, train: Batch, val: Batch) -> tuple[dict[str, torch.Tensor],
                                                                 torch.Tensor]:

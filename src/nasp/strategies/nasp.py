@@ -52,7 +52,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nasp.core.mixed import CellPlan
 from nasp.core.prox import prox_c2, selection_indices
@@ -97,7 +96,7 @@ class NASP(Strategy):
         A_bar = {t: a.detach().requires_grad_(True) for t, a in self.A_bar.items()}
         plans = {t: CellPlan(self.config.arch_mode, A_bar[t], self.selection[t]) for t in A_bar}
         with self.autocast():
-            loss = F.cross_entropy(self.net(x, plans), y)
+            loss = self.task.loss(self.net(x, plans), y)
         objective = loss
         if self.config.size_penalty:
             objective = loss + self.config.size_penalty * self.size_regulariser(A_bar)
