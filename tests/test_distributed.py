@@ -22,6 +22,7 @@ from nasp.data import Batches, ImageDataset
 from nasp.engine.search import search
 from nasp.errors import ConfigError, RunDirError
 from nasp.runtime import distributed
+from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.runs import RunDir
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import build_strategy
@@ -56,7 +57,7 @@ def _strategy_steps(name: str, steps: int, rows: slice, bn: str = "local") -> di
     (``sync``), or with fixed running statistics (``absent``: eval mode)."""
     torch.manual_seed(0)
     space = DartsCNNSpace("darts-7")
-    net = distributed.convert_batchnorm(space.build_supernet(3, 5, layers=3, channels=4)
+    net = convert_batchnorm(space.build_supernet(3, 5, layers=3, channels=4)
                                         .double(), bn == "sync")
     net.train(bn != "absent")
     config = SearchConfig(layers=3, channels=4, strategy=name, init_noise=1e-3, device="cpu")
@@ -256,7 +257,7 @@ def test_single_process_is_unchanged(tmp_path):
     assert distributed.all_average(t) is t and distributed.all_sum(t) is t
     assert type(distributed.run_dir(tmp_path / "r")) is RunDir
     net = torch.nn.Sequential(torch.nn.BatchNorm2d(2))
-    assert distributed.convert_batchnorm(net, True) is net
+    assert convert_batchnorm(net, True) is net
     assert type(net[0]) is torch.nn.BatchNorm2d
 
 

@@ -48,6 +48,7 @@ from nasp.engine.reproducibility import (
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.errors import CheckpointError, DatasetError
 from nasp.runtime import distributed
+from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import resolve_memory_format
 from nasp.runtime.runs import RunDir
 from nasp.spaces import build_space
@@ -143,7 +144,7 @@ class _SearchSession(RunSession):
         self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,
                                              config.channels).to(device,
                                                                  memory_format=memory_format)
-        self.net = distributed.convert_batchnorm(self.net, config.sync_bn)
+        self.net = convert_batchnorm(self.net, config.sync_bn)
         if config.deterministic and device.type == "cuda":
             use_deterministic_modules(self.net)
         self.task = build_task("classification")

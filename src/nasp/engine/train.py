@@ -59,6 +59,7 @@ from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.tensorboard import open_logger
 from nasp.errors import CheckpointError, DatasetError
 from nasp.runtime import distributed
+from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import autocast, resolve_device, resolve_memory_format, resolve_precision
 from nasp.runtime.runs import RunDir
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
@@ -187,7 +188,7 @@ class _TrainSession(RunSession):
                                                                   memory_format=memory_format)
         if config.deterministic and device.type == "cuda":
             use_deterministic_modules(self.net)
-        self.net = distributed.convert_batchnorm(self.net, config.sync_bn)
+        self.net = convert_batchnorm(self.net, config.sync_bn)
         self.model = distributed.data_parallel(self.net)  # DDP under torchrun, else self.net
         self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr,
                                          momentum=config.momentum,
