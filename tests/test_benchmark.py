@@ -10,11 +10,10 @@ import pytest
 
 from nasp.apps.cli import main
 from nasp.config import SearchConfig
-from nasp.core.ops import NB201_PRIMITIVES
 from nasp.errors import BenchmarkError
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 from nasp.spaces.nb201.benchmark_table import BenchmarkTable, open_benchmark
-from nasp.spaces.nb201.genotype import NB201Genotype
+from nasp.spaces.nb201.genotype import NB201_PRIMITIVES, NB201Genotype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,8 @@ import nasp.apps.compare as compare_module
 from nasp import ConfigError, preset, train_preset
 from nasp.apps.cli import main
 from nasp.apps.compare import ComparePlan, report_markdown, summarise, write_report
-from nasp.core.ops import primitive_set
 from nasp.errors import MissingExtraError
+from nasp.spaces import PRIMITIVE_SETS
 
 TINY = ["compare", "--preset", "tiny", "--subset", "64", "--epochs", "1", "--train-preset",
         "tiny", "--train-epochs", "1", "--train-subset", "64", "--no-progress"]
@@ -178,7 +178,8 @@ def test_strategies_search_on_their_own_op_sets(tmp_path, monkeypatch):
         assert f"primitives: {name}\n" in (run / "search/config.yaml").read_text()
         assert json.loads((run / "search.json").read_text())["config"]["primitives"] == name
         first = json.loads((run / "search/metrics.jsonl").read_text().splitlines()[0])
-        assert len(first["arch"]["normal"][0]) == len(primitive_set(name)[0])  # ops per edge
+        ops = PRIMITIVE_SETS[name]["normal"]
+        assert len(first["arch"]["normal"][0]) == len(ops)  # ops per edge
     report = (out / "report.md").read_text()
     assert "| nasp | darts-7 | 1 |" in report and "| darts | darts | 1 |" in report
     assert "candidate op sets (primitives): nasp on darts-7, darts on darts" in report

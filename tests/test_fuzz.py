@@ -32,7 +32,8 @@ from nasp.config import SearchConfig, TrainConfig, load_config
 from nasp.core.ops import OPS
 from nasp.data import ImageDataset, load_dataset
 from nasp.errors import ConfigError, DatasetError, GenotypeError
-from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
+from nasp.spaces import resolve_genotype
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
 
 
 def fuzz(examples: int):

@@ -14,12 +14,8 @@ from hypothesis import strategies as st
 
 from nasp.core.ops import OPS
 from nasp.errors import GenotypeError
-from nasp.spaces.darts_cnn.genotype import (
-    BUILTIN_GENOTYPES,
-    GENOTYPE_FILE,
-    Genotype,
-    resolve_genotype,
-)
+from nasp.spaces import GENOTYPE_FILE, resolve_genotype
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
 
 # DARTS_V2 exactly as in the DARTS repository (cnn/genotypes.py).
 DARTS_V2_REPO_TEXT = (
@@ -193,6 +189,7 @@ def assert_round_trips(genotype: Genotype, folder: os.PathLike[str]) -> None:
 def test_to_dict_layout() -> None:
     genotype = one_node(normal=[("sep_conv_3x3", 0), ("skip_connect", 1)])
     assert genotype.to_dict() == {
+        "space": "darts",
         "normal": [["sep_conv_3x3", 0], ["skip_connect", 1]],
         "normal_concat": [2],
         "reduce": [["skip_connect", 0], ["skip_connect", 1]],

@@ -14,12 +14,11 @@ from nasp import preset, search
 from nasp.config import SearchConfig
 from nasp.core.measure import parameter_count
 from nasp.core.mixed import CellPlan
-from nasp.core.ops import NB201_PRIMITIVES
 from nasp.core.prox import selection_indices
 from nasp.errors import ArchStringError, ConfigError, GenotypeError
-from nasp.spaces import NB201Space, build_space
-from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, resolve_genotype
-from nasp.spaces.nb201.genotype import EDGES, NB201Genotype, load_genotype
+from nasp.spaces import NB201Space, build_space, load_genotype, resolve_genotype
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
+from nasp.spaces.nb201.genotype import EDGES, NB201_PRIMITIVES, NB201Genotype
 from nasp.strategies import build_strategy
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,9 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from nasp.core.ops import primitive_set
 from nasp.core.prox import edge_keep_mask, prox_c1, prox_c2, selection_indices, tie_order
-from nasp.spaces import DartsCNNSpace, NB201Space
+from nasp.spaces import PRIMITIVE_SETS, DartsCNNSpace, NB201Space
 
 SPACE = DartsCNNSpace("darts-7")
 EDGE_NODE = SPACE.edge_node
@@ -143,6 +142,6 @@ def test_initial_point_is_not_the_dead_all_none_network():
 
 
 def test_tie_order_puts_none_last():
-    normal, _ = primitive_set("darts")
+    normal = PRIMITIVE_SETS["darts"]["normal"]
     assert [normal[k] for k in tie_order(normal).tolist()] == [*normal[1:], "none"]
     assert tie_order(["a", "b"]).tolist() == [0, 1]

@@ -162,7 +162,7 @@ def test_more_samples_than_epochs_needs_a_table(tiny):
 
 
 def test_search_loop_by_lookup_runs_no_training(tmp_path, monkeypatch, one_thread):
-    monkeypatch.setattr(random_module, "benchmark_scorer", lambda config: sep_conv_share)
+    monkeypatch.setattr(random_module, "benchmark_scorer", lambda config, space: sep_conv_share)
     config = preset("tiny", strategy="random", epochs=2, random_samples=6, subset=64,
                     out=str(tmp_path / "run"), seed=4)
     result = search(config, progress=False, plots=False, log=lambda s: None)

@@ -16,7 +16,7 @@ from nasp.apps.export import export_checkpoint, export_model
 from nasp.config import TRAIN_PRESETS, SearchConfig, TrainConfig, load_config, preset, train_preset
 from nasp.core.measure import flop_count, parameter_count
 from nasp.core.mixed import CellPlan, MixedOp
-from nasp.core.ops import OPS, PRIMITIVE_SETS
+from nasp.core.ops import OPS
 from nasp.core.prox import prox_c1, prox_c2
 from nasp.engine.checkpoints import TrainedModel, load_trained, model_info
 from nasp.engine.diagnostics import Diagnostics
@@ -33,8 +33,19 @@ from nasp.errors import (
     RunFailedError,
     RunWriteError,
 )
-from nasp.spaces import ChildNetwork, DartsCNNSpace, NB201Space, SearchSpace, Supernet, build_space
-from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
+from nasp.spaces import (
+    PRIMITIVE_SETS,
+    SPACES,
+    ChildNetwork,
+    DartsCNNSpace,
+    NB201Space,
+    SearchSpace,
+    Supernet,
+    build_space,
+    load_genotype,
+    resolve_genotype,
+)
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
 from nasp.spaces.nb201.benchmark_table import BenchmarkTable
 from nasp.spaces.nb201.genotype import NB201Genotype
 from nasp.strategies import DARTS, DARTS2, NASP, STRATEGIES, Strategy, build_strategy
@@ -44,10 +55,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BUILTIN_GENOTYPES", "DARTS", "DARTS2", "NASP", "OPS", "PRIMITIVE_SETS", "STRATEGIES",
-    "CellPlan", "ChildNetwork", "ConfigError", "DartsCNNSpace", "Genotype", "GenotypeError",
-    "MixedOp", "RunDirError", "SearchConfig", "SearchResult", "SearchSpace", "Strategy", "Supernet",
-    "build_space", "build_strategy", "load_config", "preset", "prox_c1", "prox_c2",
-    "resolve_genotype", "search",
+    "SPACES", "CellPlan", "ChildNetwork", "ConfigError", "DartsCNNSpace", "Genotype",
+    "GenotypeError", "MixedOp", "RunDirError", "SearchConfig", "SearchResult", "SearchSpace",
+    "Strategy", "Supernet", "build_space", "build_strategy", "load_config", "load_genotype",
+    "preset", "prox_c1", "prox_c2", "resolve_genotype", "search",
     # training from scratch, testing, export
     "TRAIN_PRESETS", "CheckpointError", "TrainConfig", "TrainResult", "TrainedModel",
     "evaluate_checkpoint", "export_checkpoint", "export_model", "flop_count", "load_trained",

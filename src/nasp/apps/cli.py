@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from nasp.apps.export import FORMATS
 from nasp.config import PRESETS, TRAIN_PRESETS, describe_preset, load_config, preset, train_preset
-from nasp.core.ops import PRIMITIVE_SETS
 from nasp.data import DATASETS
 from nasp.errors import (
     BenchmarkError,
@@ -29,7 +28,7 @@ from nasp.errors import (
     RunDirError,
     RunFailedError,
 )
-from nasp.spaces import SPACES
+from nasp.spaces import DEFAULT_SPACE, PRIMITIVE_SETS, SPACES, builtin_genotypes, space_of
 from nasp.strategies import STRATEGIES
 
 USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError, CheckpointError,
@@ -61,6 +60,39 @@ def _run_options(p: argparse.ArgumentParser) -> None:
                         "processes (SyncBatchNorm on CUDA); no effect in a single process")
 
 
+def _space_help() -> str:
+    """--space's help, from the spaces' own descriptions."""
+    return "; ".join(f"{name}{' (default)' if name == DEFAULT_SPACE else ''}: {cls.description}"
+                     for name, cls in SPACES.items())
+
+
+def _primitives_help(what: str) -> str:
+    """--primitives' help: each space's default set."""
+    return (f"{what} (default: the space's own: "
+            + ", ".join(f"{cls.default_primitives} on {name}" for name, cls in SPACES.items())
+            + ")")
+
+
+def _space_sets() -> str:
+    """The op sets of every space, for help texts."""
+    return "; ".join(f"--space {name}: {', '.join(cls.primitive_sets)}"
+                     for name, cls in SPACES.items())
+
+
+def _benchmark_help() -> str:
+    """--benchmark's help, from the spaces that have a benchmark table."""
+    return (f"--space {' or '.join(n for n, c in SPACES.items() if c.has_benchmark)}: log the "
+            f"benchmark accuracy of the genotype every epoch, looked up in PATH ("
+            + "; ".join(f"{n}: {c.benchmark_about}" for n, c in SPACES.items() if c.has_benchmark)
+            + ")")
+
+
+def _genotype_forms() -> str:
+    """What GENOTYPE may be, from the spaces' built-in cells and text formats."""
+    return (f"a built-in name ({', '.join(builtin_genotypes())}), a genotype.json, a search run "
+            f"directory or " + " or ".join(cls.genotype_text_help for cls in SPACES.values()))
+
+
 def _preset_help(default: str) -> str:
     """--preset's help: what each search preset is on each --space."""
     return "starting configuration; each preset has values per --space: " + " ".join(
@@ -79,16 +111,14 @@ def _search_parser(sub) -> None:
     p.add_argument("--config", metavar="FILE",
                    help="start from a config.yaml (e.g. RUN_DIR/config.yaml) instead of a preset")
     p.add_argument("--strategy", choices=sorted(STRATEGIES))
-    p.add_argument("--space", choices=sorted(SPACES),
-                   help="darts: the DARTS cell (default); nb201: the NAS-Bench-201 cell and "
-                        "network (--layers = cells per stage, --channels = C)")
+    p.add_argument("--space", choices=sorted(SPACES), help=_space_help())
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
     p.add_argument("--subset", type=int, metavar="N",
                    help="use only N training images, a class-stratified sample drawn with "
                         "--seed (cut in two stratified halves)")
     p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
-                   help="candidate op set (default darts-7)")
+                   help=_primitives_help(f"candidate op set ({_space_sets()})"))
     p.add_argument("--epochs", type=int)
     p.add_argument("--layers", type=int, help="cells in the supernet")
     p.add_argument("--channels", type=int, help="initial channels C")
@@ -126,10 +156,7 @@ def _search_parser(sub) -> None:
     p.add_argument("--arch-update", choices=["lazy", "plain"],
                    help="NASP: lazy proximal iteration (the paper's Algorithm 2, default) or "
                         "plain proximal gradient on the discrete architecture (Algorithm 1)")
-    p.add_argument("--benchmark", metavar="PATH",
-                   help="--space nb201: log the NAS-Bench-201 accuracy of the genotype every "
-                        "epoch, looked up in PATH (a CSV table of arch strings and accuracies, "
-                        "or NATS-Bench tss files with the nats_bench package)")
+    p.add_argument("--benchmark", metavar="PATH", help=_benchmark_help())
     p.add_argument("--benchmark-column", metavar="NAME",
                    help="the benchmark's accuracy column to report (default: the one of "
                         "--dataset: cifar10, cifar100; needed for other data sets)")
@@ -193,9 +220,8 @@ def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train a cell's network from scratch",
         description="Train the evaluation network of a cell from scratch (DARTS/NASP protocol: "
-                    "drop-path, auxiliary head, cutout, cosine lr). GENOTYPE is a built-in name "
-                    "(DARTS_V1, DARTS_V2, NASP), a genotype.json, a search run directory or "
-                    "DARTS Genotype(...) text. With no options it trains on the built-in 8x8 "
+                    f"drop-path, auxiliary head, cutout, cosine lr). GENOTYPE is "
+                    f"{_genotype_forms()}. With no options it trains on the built-in 8x8 "
                     "digits in about a minute on a CPU. Options left out take the preset's "
                     "value.")
     p.add_argument("genotype", nargs="?", metavar="GENOTYPE",
@@ -252,9 +278,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume(args.out, genotype=args.genotype, **options, **overrides)
         return 0
     if args.genotype is None:
-        raise ConfigError("nasp train needs the GENOTYPE to train: a built-in name (DARTS_V1, "
-                          "DARTS_V2, NASP), a genotype.json, a search run directory or DARTS "
-                          "Genotype(...) text")
+        raise ConfigError(f"nasp train needs the GENOTYPE to train: {_genotype_forms()}")
     train(args.genotype, train_preset(args.preset or "quick", **overrides),
           overwrite=args.overwrite, **options)
     return 0
@@ -290,9 +314,11 @@ def _info_parser(sub) -> None:
         "info", help="parameters and FLOPs of a cell's network",
         description="Parameter count (auxiliary head excluded, as the papers count) and FLOPs "
                     "of one image (torch.utils.flop_counter; a multiply-add counts 2) of the "
-                    "evaluation network of a genotype (default size: 20 cells, C 36, CIFAR-10 "
-                    "images) or of a trained checkpoint (its own size). Reads no data except "
-                    "for --dataset folder.")
+                    "evaluation network of a genotype (default size: its space's paper's, "
+                    + "; ".join(f"{name}: {cls.describe_sizes(**cls.evaluation_sizes)}"
+                                for name, cls in SPACES.items())
+                    + "; CIFAR-10 images) or of a trained checkpoint (its own size). Reads no "
+                      "data except for --dataset folder.")
     p.add_argument("spec", metavar="GENOTYPE|CHECKPOINT")
     p.add_argument("--layers", type=int)
     p.add_argument("--channels", type=int)
@@ -315,7 +341,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
                       num_classes=args.classes)
     config, shape = info["config"], info["shape"]
     print(info["genotype"])
-    print(f"{config.network} network, {config.layers} cells, C {config.channels}, "
+    sizes = space_of(info["genotype"]).describe_sizes(config.layers, config.channels)
+    print(f"{config.network} network, {sizes}, "
           f"{'x'.join(map(str, shape.input_shape))} input, {shape.num_classes} classes: "
           f"{info['parameters'] / 1e6:.2f}M parameters (auxiliary head excluded), "
           f"{_count(info['flops'])} FLOPs per image ({_count(info['flops'] / 2)} multiply-adds)")
@@ -386,7 +413,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS), default="darts-7")
+    p.add_argument("--primitives", choices=sorted(SPACES[DEFAULT_SPACE].primitive_sets),
+                   default=SPACES[DEFAULT_SPACE].default_primitives)
     _device_options(p, default="auto")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"which to run (default all: {', '.join(VARIANTS)})")
@@ -453,14 +481,12 @@ def _compare_parser(sub) -> None:
                    help="search on N training images only, a class-stratified sample drawn "
                         "with each seed")
     p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
-                   help="candidate op set of every strategy without its own in "
-                        "--strategy-primitives (default: the preset's, darts-7; nb201 on "
-                        "--space nb201)")
+                   help=_primitives_help("candidate op set of every strategy without its own "
+                                         "in --strategy-primitives"))
     p.add_argument("--strategy-primitives", nargs="+", metavar="STRATEGY=SET",
                    help="a strategy's own candidate op set, e.g. darts=darts darts2=darts to "
                         "run DARTS on its 8 ops (with none) beside NASP on darts-7 "
-                        f"(sets: {', '.join(sorted(PRIMITIVE_SETS))}; --space nb201 takes "
-                        f"nb201 only)")
+                        f"(sets: {_space_sets()})")
     p.add_argument("--epochs", type=int, help="search epochs (the budget of every strategy)")
     p.add_argument("--layers", type=int, help="cells in the supernet")
     p.add_argument("--channels", type=int, help="initial channels of the supernet")

@@ -60,9 +60,7 @@ from nasp.engine.train import resume, train
 from nasp.errors import ConfigError, MissingExtraError
 from nasp.runtime.atomic import atomic_write_bytes, atomic_write_text
 from nasp.runtime.extras import require
-from nasp.spaces.darts_cnn.genotype import Genotype
-from nasp.spaces.nb201.benchmark_table import open_benchmark
-from nasp.spaces.nb201.genotype import genotype_from_dict
+from nasp.spaces import Genotype, genotype_from_dict, open_benchmark
 from nasp.strategies import STRATEGIES
 
 __all__ = ["ComparePlan", "plot_accuracy_vs_time", "report_markdown", "run_comparison",
@@ -81,7 +79,7 @@ class ComparePlan:
     run); ``train`` the train-from-scratch configuration (its data set, data_dir, seed and out
     are set per run), unused when ``benchmark`` names a table; ``command`` is recorded in the
     report as given. ``strategy_primitives`` maps a strategy to its own candidate op set (a
-    name of :data:`nasp.core.ops.PRIMITIVE_SETS`); the others search on ``search.primitives``.
+    name of :data:`nasp.spaces.PRIMITIVE_SETS`); the others search on ``search.primitives``.
     """
 
     strategies: tuple[str, ...]
@@ -118,7 +116,7 @@ class ComparePlan:
             except ConfigError as err:
                 raise ConfigError(f"--strategy-primitives {strategy}={name} does not fit the "
                                   f"search configuration: {err}") from None
-        # as the search configs resolve them (on nb201, darts-7 stands for nb201)
+        # as the search configs resolve them (the default darts-7 stands for the space's own)
         object.__setattr__(self, "strategy_primitives", resolved)
 
     def primitives(self, strategy: str) -> str:

@@ -78,7 +78,7 @@ def build_variant(name: str, setup: BenchSetup) -> Callable[[], None]:
     device = resolve_device(setup.device)
     memory_format = resolve_memory_format(setup.memory_format, device)
     torch.manual_seed(setup.seed)
-    space = build_space("darts", setup.primitives)
+    space = build_space(primitives=setup.primitives)  # the default space
     net = space.build_supernet(3, 10, setup.layers, setup.channels).to(
         device, memory_format=memory_format)
     strategy = build_strategy(strategy_name, space, net, config)

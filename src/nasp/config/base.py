@@ -61,13 +61,13 @@ def _known_names() -> dict[str, tuple[str, ...]]:
     Imported here, when a config is checked, so that this module stays importable by the
     modules that fill the registries.
     """
-    from nasp.core.ops import PRIMITIVE_SETS
     from nasp.data import DATASETS
     from nasp.spaces import SPACES
     from nasp.strategies import STRATEGIES
 
+    sets = {name for cls in SPACES.values() for name in cls.primitive_sets}
     return {"strategy": tuple(sorted(STRATEGIES)), "space": tuple(sorted(SPACES)),
-            "primitives": tuple(sorted(PRIMITIVE_SETS)), "dataset": tuple(sorted(DATASETS))}
+            "primitives": tuple(sorted(sets)), "dataset": tuple(sorted(DATASETS))}
 
 
 class _Config:
@@ -104,12 +104,7 @@ class _Config:
         if not isinstance(self.device, str):
             raise ConfigError(f"--device must be a device name (cpu, cuda, cuda:N or auto), got "
                               f"{self.device!r}")
-        if self.layers < 3:
-            raise ConfigError(f"--layers must be at least 3 so that the network has normal and "
-                              f"reduction cells, got {self.layers}")
-        if self.channels % 2:
-            raise ConfigError(f"--channels must be even (reduction cells concatenate two "
-                              f"halves), got {self.channels}")
+        self._check_sizes()
         every = self.checkpoint_every
         if not isinstance(every, int) or isinstance(every, bool) or every < 0:
             raise ConfigError(f"--checkpoint-every must be a number of steps (0 = only at the end "
@@ -125,6 +120,17 @@ class _Config:
             if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
                 raise ConfigError(f"--{name.replace('_', '-')} must be one of "
                                   f"{', '.join(allowed)}, got {getattr(self, name)!r}")
+
+    def _check_sizes(self) -> None:
+        """``layers`` and ``channels`` as the networks of the default search space take them
+        (:meth:`~nasp.spaces.base.SearchSpace.check_sizes`); a config that names its space asks
+        that space instead."""
+        from nasp.spaces import DEFAULT_SPACE, SPACES
+
+        try:
+            SPACES[DEFAULT_SPACE].check_sizes(self.layers, self.channels)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the configuration"):

@@ -10,6 +10,7 @@ from typing import Any
 
 from nasp.config.base import _check_numbers, _Config, _is_int, _is_number, _known_names, read_yaml
 from nasp.errors import ConfigError
+from nasp.spaces import DEFAULT_SPACE, SPACES
 
 
 @dataclass
@@ -23,7 +24,7 @@ class SearchConfig(_Config):
 
     # what to search
     strategy: str = "nasp"
-    space: str = "darts"
+    space: str = DEFAULT_SPACE
     primitives: str = "darts-7"
     # data
     dataset: str = "digits"
@@ -62,8 +63,8 @@ class SearchConfig(_Config):
     path_mix: float = 0.0
     # weights of ops a step does not run: decay (zero gradient) | frozen (no gradient)
     unselected_weights: str = "decay"
-    # NAS-Bench-201 look-up (space nb201): a CSV table or NATS-Bench files, and the column to
-    # report (default: the column of `dataset`, see nasp.spaces.nb201.benchmark_table)
+    # benchmark look-up (a space with a benchmark table: SearchSpace.open_benchmark): the table,
+    # and the column to report (default: the column of `dataset`)
     benchmark: str | None = None
     benchmark_column: str | None = None
     # random search: architectures sampled over the search (None: one per epoch)
@@ -81,18 +82,37 @@ class SearchConfig(_Config):
     deterministic: bool = False
 
     def __post_init__(self):
-        if self.space == "nb201" and self.primitives == "darts-7":
-            self.primitives = "nb201"  # darts-7 is the DARTS space's default; nb201 has one set
+        space = _space(self.space)
+        if (space is not None and self.primitives == _DEFAULT_PRIMITIVES
+                and self.primitives not in space.primitive_sets):
+            # the default space's default set, left as it is, stands for this space's own
+            self.primitives = space.default_primitives
         self.validate()
-        self._check_nb201()
+        self._check_space()
 
-    def _check_nb201(self) -> None:
-        """The NAS-Bench-201 space's fixed op set, and the benchmark options it alone takes."""
-        if self.space == "nb201" and self.primitives != "nb201":
-            raise ConfigError(f"--space nb201 has the benchmark's fixed op set: --primitives "
-                              f"must be nb201 (or left out), got {self.primitives!r}")
-        if self.benchmark is not None and self.space != "nb201":
-            raise ConfigError("--benchmark looks up NAS-Bench-201 cells: it needs --space nb201")
+    def _check_sizes(self) -> None:
+        """``layers`` and ``channels`` as the space's networks take them."""
+        space = _space(self.space)
+        if space is None:
+            return  # an unknown space: validate() says so
+        try:
+            space.check_sizes(self.layers, self.channels)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def _check_space(self) -> None:
+        """The space's own op sets, and the benchmark options only a space with a benchmark
+        takes (:class:`~nasp.spaces.base.SearchSpace`)."""
+        space = SPACES[self.space]
+        try:
+            space(self.primitives)  # the space refuses an op set of another
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.benchmark is not None and not space.has_benchmark:
+            with_table = [name for name, cls in SPACES.items() if cls.has_benchmark]
+            raise ConfigError(f"--benchmark looks up cells in a benchmark table, which --space "
+                              f"{self.space} has none of: it needs --space "
+                              f"{' or '.join(with_table)}")
         if self.benchmark_column is not None and self.benchmark is None:
             raise ConfigError("--benchmark-column names a column of the --benchmark table: "
                               "give --benchmark PATH too")
@@ -131,6 +151,14 @@ class SearchConfig(_Config):
         d = dataclasses.asdict(self)
         d["a_betas"] = list(self.a_betas)
         return d
+
+
+_DEFAULT_PRIMITIVES = SearchConfig.primitives
+
+
+def _space(name: Any) -> Any:
+    """The space class registered as ``name``, or None."""
+    return SPACES.get(name) if isinstance(name, str) else None
 
 
 def load_config(path: str | os.PathLike) -> SearchConfig:

@@ -1,4 +1,4 @@
-"""Primitive operations of the DARTS cell space, registered by name.
+"""Primitive operations of the cell spaces, registered by name.
 
 Every primitive maps ``(C, stride, affine)`` to an ``nn.Module`` that takes ``C`` channels to ``C``
 channels and divides the spatial size by ``stride``. The definitions follow the DARTS reference code
@@ -13,8 +13,8 @@ channels and divides the spatial size by ``stride``. The definitions follow the 
 
 NAS-Bench-201 (Dong & Yang, 2020) also uses :class:`ResNetBasicBlock` between its cell stages.
 
-``PRIMITIVE_SETS`` names the candidate sets a search space can use; a set is a pair
-``(normal ops, reduce ops)``.
+Which ops a space offers, and in which named candidate sets, is the space's own business (its
+``primitive_sets``; :data:`nasp.spaces.PRIMITIVE_SETS` gathers those of every space).
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ from torch import nn
 
 __all__ = [
     "OPS",
-    "PRIMITIVE_SETS",
     "FactorizedReduce",
-    "NB201_PRIMITIVES",
     "ReLUConvBN",
     "ResNetBasicBlock",
     "Zero",
     "op_parameter_count",
-    "primitive_set",
     "search_op",
 ]
 
@@ -180,37 +177,6 @@ OPS: dict[str, OpFactory] = {
     "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
     "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
 }
-
-_DARTS = (
-    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
-    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
-)
-
-#: NAS-Bench-201's candidate ops, in the benchmark's order (AutoDL ``NAS_BENCH_201``).
-NB201_PRIMITIVES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-
-#: Candidate sets by name: ``(normal-cell ops, reduction-cell ops)``.
-PRIMITIVE_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "darts": (_DARTS, _DARTS),
-    "darts-7": (_DARTS[1:], _DARTS[1:]),
-    "nasp-12": (
-        ("skip_connect", "conv_3x1_1x3", "dil_conv_3x3", "conv_1x1", "conv_3x3",
-         "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"),
-        ("skip_connect", "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7"),
-    ),
-    "nb201": (NB201_PRIMITIVES, NB201_PRIMITIVES),
-}
-
-
-def primitive_set(name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Return ``(normal ops, reduce ops)`` of a named primitive set."""
-    try:
-        return PRIMITIVE_SETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown primitive set {name!r}; choose one of {', '.join(PRIMITIVE_SETS)}"
-        ) from None
-
 
 def op_parameter_count(name: str, C: int, stride: int = 1, affine: bool = False) -> int:
     """Number of learnable parameters of primitive ``name`` at ``C`` channels."""

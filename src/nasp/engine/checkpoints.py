@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from nasp.config import TrainConfig, train_preset
 from nasp.core.measure import flop_count, parameter_count
 from nasp.data import DATASET_SHAPES, DataShape, known_shape, load_dataset
 from nasp.errors import CheckpointError, ConfigError, GenotypeError
-from nasp.spaces.darts_cnn.genotype import Genotype, resolve_genotype
-from nasp.spaces.darts_cnn.space import ChildNetwork
-from nasp.spaces.nb201.genotype import NB201Genotype, genotype_from_dict
-from nasp.spaces.nb201.space import NB201ChildNetwork
+from nasp.spaces import Genotype, genotype_from_dict, resolve_genotype, space_of
 
 __all__ = [
     "BEST",
@@ -80,19 +78,23 @@ def data_shape(dataset: str | None = None, *, network: str = "cifar",
                      num_classes or shape.num_classes)
 
 
-def build_network(genotype: Genotype | NB201Genotype, config: TrainConfig,
-                  shape: DataShape) -> ChildNetwork | NB201ChildNetwork:
-    """The evaluation network of ``genotype`` as ``config`` sizes it, for data of ``shape``.
+def build_network(genotype: Genotype, config: TrainConfig, shape: DataShape) -> nn.Module:
+    """The evaluation network of ``genotype`` as ``config`` sizes it, for data of ``shape``: its
+    space's :meth:`~nasp.spaces.base.SearchSpace.build_evaluation_network`.
 
-    A NAS-Bench-201 cell gets the benchmark's network (``layers`` cells per stage, ``channels``
-    = C), which has no auxiliary head and no drop-path: those options do not apply to it.
+    The auxiliary head (``auxiliary_weight > 0``) and the ImageNet stem (``network``) are asked
+    for; a space whose network has none (NAS-Bench-201's: ``layers`` cells per stage, no
+    auxiliary head, no drop-path) ignores them. Sizes the space cannot build are a
+    :class:`ConfigError`.
     """
-    if isinstance(genotype, NB201Genotype):
-        return NB201ChildNetwork(genotype, shape.in_channels, shape.num_classes, config.layers,
-                                 config.channels)
-    return ChildNetwork(genotype, shape.in_channels, shape.num_classes, config.layers,
-                        config.channels, auxiliary=config.auxiliary_weight > 0,
-                        imagenet=config.network == "imagenet")
+    space = space_of(genotype)
+    try:
+        space.check_sizes(config.layers, config.channels)
+    except ValueError as err:
+        raise ConfigError(f"{err} (the {space.name} space's network)") from None
+    return space.build_evaluation_network(
+        genotype, shape.in_channels, shape.num_classes, config.layers, config.channels,
+        auxiliary=config.auxiliary_weight > 0, imagenet=config.network == "imagenet")
 
 
 def load_checkpoint_file(path: Path, hint: str) -> Any:
@@ -132,7 +134,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
 class TrainedModel:
     """A network rebuilt from a ``nasp train`` checkpoint, in eval mode."""
 
-    net: ChildNetwork
+    net: nn.Module
     genotype: Genotype
     config: TrainConfig
     shape: DataShape
@@ -166,8 +168,9 @@ def model_info(spec: str | os.PathLike, *, layers: int | None = None,
     """Size of the evaluation network of a genotype or checkpoint ``spec``.
 
     A checkpoint (a ``.pt`` file or a train run directory) gives the sizes it was trained with;
-    a genotype (see :func:`~nasp.spaces.darts_cnn.genotype.resolve_genotype`) takes the
-    ``paper`` preset's (20 cells, C 36). Any argument given overrides them. Returns
+    a genotype (see :func:`~nasp.spaces.resolve_genotype`) takes the ``paper`` train preset with
+    the sizes of its space's paper (:attr:`~nasp.spaces.base.SearchSpace.evaluation_sizes`: 20
+    cells, C 36 for a DARTS cell). Any argument given overrides them. Returns
     ``parameters`` (auxiliary head excluded), ``flops`` (:func:`~nasp.core.measure.flop_count`,
     one image), the genotype, the config and the data shape used.
     """
@@ -177,7 +180,7 @@ def model_info(spec: str | os.PathLike, *, layers: int | None = None,
         genotype, config, base = trained.genotype, trained.config, trained.shape
     else:
         genotype = resolve_genotype(spec)
-        config, base = train_preset("paper"), None
+        config, base = train_preset("paper", **space_of(genotype).evaluation_sizes), None
     config = config.replace(layers=layers, channels=channels, network=network)
     shape = data_shape(dataset, network=config.network, data_dir=data_dir, base=base,
                        in_channels=in_channels, image_size=image_size, num_classes=num_classes)

@@ -40,8 +40,7 @@ from torch import nn
 from nasp.core.mixed import CellPlan, MixedOp
 from nasp.core.ops import op_parameter_count
 from nasp.core.prox import selection_indices
-from nasp.spaces.base import ArchTensors, SearchSpace
-from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.base import ArchTensors, Genotype, SearchSpace
 
 __all__ = [
     "Diagnostics", "arch_selection", "changed_edges", "edge_entropy", "format_diagnostics",

@@ -2,10 +2,12 @@
 
 :func:`plot_run` writes into a search or train run directory whatever its files allow:
 
-- ``cell_normal.*`` / ``cell_reduce.*`` (NAS-Bench-201: ``cell.*``, its one cell, ``none`` edges
-  left out): the cells of ``genotype.json`` (or of the latest epoch in ``metrics.jsonl``) as
-  diagrams: ``.dot`` (graphviz source) always, rendered to ``.png`` by
-  graphviz ``dot`` when it is installed, else drawn with matplotlib;
+- one file stem per cell the genotype's space draws (:meth:`SearchSpace.picture_cells
+  <nasp.spaces.base.SearchSpace.picture_cells>`: ``cell_normal.*`` / ``cell_reduce.*`` for a DARTS
+  cell, ``cell.*`` for a space with one cell): the cells of ``genotype.json`` (or of the latest
+  epoch in ``metrics.jsonl``) as diagrams: ``.dot`` (graphviz source, the space's
+  :meth:`~nasp.spaces.base.SearchSpace.cell_dot`) always, rendered to ``.png`` by graphviz
+  ``dot`` when it is installed, else drawn with matplotlib by the space;
 - ``curves.png``: every ``*_loss`` and ``*_acc`` / ``*_top5`` series of ``metrics.jsonl`` and the
   learning rate, per epoch;
 - search runs: ``genotype_evolution.png``, the op each edge holds in the derived cell after
@@ -15,7 +17,9 @@
   epochs, when the metrics record them (an ``"arch"`` entry per epoch:
   ``{cell type: edges x ops nested list}`` of the raw parameters).
 
-matplotlib is imported only here, through its object API (no pyplot, no global backend).
+The cells are drawn by their space; this module draws the curves and weights every space shares.
+matplotlib is imported only when a picture is drawn, through its object API (no pyplot, no global
+backend).
 """
 
 from __future__ import annotations
@@ -34,75 +38,32 @@ from nasp.config import load_config
 from nasp.errors import ConfigError, MissingExtraError, RunDirError
 from nasp.runtime.atomic import atomic_write_text
 from nasp.runtime.extras import require
-from nasp.spaces import build_space
-from nasp.spaces.darts_cnn.genotype import Genotype
-from nasp.spaces.nb201.genotype import EDGES as NB201_EDGES
-from nasp.spaces.nb201.genotype import NB201Genotype, genotype_from_dict, load_genotype
+from nasp.spaces import (
+    Genotype,
+    SearchSpace,
+    build_space,
+    genotype_from_dict,
+    load_genotype,
+    space_of,
+)
+from nasp.spaces.drawing import figure as _figure
 
 __all__ = ["cell_dot", "draw_cell", "plot_curves", "plot_genotype_evolution", "plot_run"]
 
-_CELLS = ("normal", "reduce")
-_INPUTS = ("c_{k-2}", "c_{k-1}")
-_OUTPUT = "c_{k}"
+
+def cell_dot(genotype: Genotype, cell: str) -> str:
+    """Graphviz source of one cell of ``genotype``, as its space draws it
+    (:meth:`~nasp.spaces.base.SearchSpace.cell_dot`)."""
+    return space_of(genotype).cell_dot(genotype, cell)
 
 
-def _figure(**kwargs):
-    require("matplotlib", "viz", "Drawing pictures (nasp plot)")
-    from matplotlib.figure import Figure
-
-    return Figure(**kwargs)
-
-
-def _state_name(j: int) -> str:
-    return _INPUTS[j] if j < 2 else str(j - 2)
-
-
-def cell_dot(genotype: Genotype | NB201Genotype, cell: str) -> str:
-    """Graphviz source of one cell, drawn as the DARTS paper does: the two cell inputs
-    ``c_{k-2}``, ``c_{k-1}``, the intermediate nodes ``0..steps-1`` with one labelled edge per
-    (op, input) pair, and the output ``c_{k}`` fed by the concatenated nodes.
-
-    A NAS-Bench-201 cell: its input node 0, nodes 1 and 2 and the output node 3, one labelled
-    edge per op other than ``none``."""
-    if isinstance(genotype, NB201Genotype):
-        return _nb201_cell_dot(genotype)
-    pairs, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
-    lines = [f'digraph "{cell}" {{', "  rankdir=LR;",
-             '  node [style=filled, shape=rect, fontname="Helvetica", penwidth=2];',
-             '  edge [fontname="Helvetica"];']
-    lines += [f'  "{name}" [fillcolor=darkseagreen2];' for name in _INPUTS]
-    lines += [f'  "{i}" [fillcolor=lightblue];' for i in range(genotype.steps)]
-    lines.append(f'  "{_OUTPUT}" [fillcolor=palegoldenrod];')
-    for m, (op, j) in enumerate(pairs):
-        lines.append(f'  "{_state_name(j)}" -> "{m // 2}" [label="{op}"];')
-    lines += [f'  "{_state_name(j)}" -> "{_OUTPUT}";' for j in concat]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _nb201_cell_dot(genotype: NB201Genotype) -> str:
-    names = _nb201_node_names()
-    lines = ['digraph "cell" {', "  rankdir=LR;",
-             '  node [style=filled, shape=rect, fontname="Helvetica", penwidth=2];',
-             '  edge [fontname="Helvetica"];']
-    fills = ("darkseagreen2", "lightblue", "lightblue", "palegoldenrod")
-    lines += [f'  "{name}" [fillcolor={fill}];' for name, fill in zip(names, fills)]
-    lines += [f'  "{names[i]}" -> "{names[j]}" [label="{op}"];'
-              for op, (j, i) in zip(genotype.ops, NB201_EDGES) if op != "none"]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _nb201_node_names() -> list[str]:
-    return ["0 (in)", "1", "2", "3 (out)"]
-
-
-def draw_cell(genotype: Genotype | NB201Genotype, cell: str, stem: str | os.PathLike,
+def draw_cell(genotype: Genotype, cell: str, stem: str | os.PathLike,
               use_dot: bool | None = None) -> list[Path]:
     """Write ``stem.dot`` and ``stem.png`` for one cell; returns the files written.
 
     The PNG is rendered by graphviz ``dot`` when ``use_dot`` (default: when ``dot`` is on the
-    PATH), else drawn with matplotlib.
+    PATH), else drawn with matplotlib by the genotype's space
+    (:meth:`~nasp.spaces.base.SearchSpace.draw_cell`).
     """
     stem = Path(stem)
     dot_file, png = stem.with_suffix(".dot"), stem.with_suffix(".png")
@@ -114,74 +75,8 @@ def draw_cell(genotype: Genotype | NB201Genotype, cell: str, stem: str | os.Path
         subprocess.run([dot, "-Tpng", "-Gdpi=110", "-o", str(png), str(dot_file)], check=True,
                        capture_output=True, timeout=60)
     else:
-        _draw_cell_matplotlib(genotype, cell, png)
+        space_of(genotype).draw_cell(genotype, cell, png)
     return [dot_file, png]
-
-
-def _draw_cell_matplotlib(genotype: Genotype | NB201Genotype, cell: str, path: Path) -> None:
-    """The :func:`cell_dot` picture without graphviz, as an arc diagram: the states on a line
-    in order, each (op, input) edge an arc above it labelled at its apex, the edges into the
-    output below it. Arcs of different edges never share an apex, so labels do not overlap."""
-    if isinstance(genotype, NB201Genotype):
-        _draw_nb201_cell_matplotlib(genotype, path)
-        return
-    pairs, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
-    steps = genotype.steps
-    out = steps + 2
-    fig = _figure(figsize=(1.6 * (out + 1), 0.8 * (steps + 2)))
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    colours: dict[str, str] = {}
-    for m, (op, j) in enumerate(pairs):
-        colour = colours.setdefault(op, f"C{len(colours) % 10}")
-        _arc(ax, j, m // 2 + 2, -0.6, colour, op)
-    for j in concat:
-        _arc(ax, j, out, 0.4, "0.6", None)
-    names = [*_INPUTS, *map(str, range(steps)), _OUTPUT]
-    fills = ["#b4eeb4"] * 2 + ["#add8e6"] * steps + ["#eee8aa"]
-    for x, (name, fill) in enumerate(zip(names, fills)):
-        ax.text(x, 0, name, ha="center", va="center", fontsize=10, zorder=3,
-                bbox=dict(boxstyle="round,pad=0.4", facecolor=fill, edgecolor="black"))
-    ax.set_xlim(-0.6, out + 0.6)
-    ax.set_ylim(-0.2 * steps - 0.4, 0.3 * (steps + 1) + 0.4)  # the deepest and highest arcs
-    ax.set_aspect("equal")  # arc3 bends in display space: keep it equal to data space
-    ax.set_title(f"{cell} cell", fontsize=11)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def _draw_nb201_cell_matplotlib(genotype: NB201Genotype, path: Path) -> None:
-    """A NAS-Bench-201 cell as an arc diagram: nodes 0..3 on a line, each op other than
-    ``none`` an arc above it, labelled at its apex."""
-    fig = _figure(figsize=(6.4, 3.2))
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    colours: dict[str, str] = {}
-    for op, (j, i) in zip(genotype.ops, NB201_EDGES):
-        if op != "none":
-            _arc(ax, i, j, -0.6, colours.setdefault(op, f"C{len(colours) % 10}"), op)
-    fills = ["#b4eeb4", "#add8e6", "#add8e6", "#eee8aa"]
-    for x, (name, fill) in enumerate(zip(_nb201_node_names(), fills)):
-        ax.text(x, 0, name, ha="center", va="center", fontsize=10, zorder=3,
-                bbox=dict(boxstyle="round,pad=0.4", facecolor=fill, edgecolor="black"))
-    ax.set_xlim(-0.6, 3.6)
-    ax.set_ylim(-0.4, 1.4)
-    ax.set_aspect("equal")
-    ax.set_title("NAS-Bench-201 cell (none edges left out)", fontsize=11)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def _arc(ax, start: int, end: int, rad: float, colour, label: str | None) -> None:
-    """An arrow from state ``start`` to ``end`` along a quadratic arc; its apex lies
-    ``-rad * (end - start) / 2`` above the line (``arc3`` puts the control point at twice that).
-    """
-    ax.annotate("", xy=(end, 0), xytext=(start, 0), zorder=1,
-                arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.5, shrinkA=12, shrinkB=12,
-                                connectionstyle=f"arc3,rad={rad}"))
-    if label:
-        ax.text((start + end) / 2, -rad * (end - start) / 2, label, ha="center", va="center",
-                fontsize=7, color=colour, zorder=2,
-                bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none",
-                          alpha=0.9))
 
 
 def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
@@ -214,17 +109,6 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
     return Path(path)
 
 
-def _edge_labels(steps: int) -> list[str]:
-    return [f"{i + 2}<-{j}" for i in range(steps) for j in range(i + 2)]
-
-
-def _edge_of(m: int, j: int) -> int:
-    """Edge index of pair ``m`` (node ``m // 2``) reading state ``j``: nodes before it have
-    2, 3, ... incoming edges."""
-    i = m // 2
-    return i * (i + 3) // 2 + j
-
-
 def plot_genotype_evolution(records: Sequence[Mapping[str, Any]],
                             path: str | os.PathLike) -> Path:
     """The derived cells after every epoch: per cell type, one row per edge, one column per
@@ -255,21 +139,10 @@ def plot_genotype_evolution(records: Sequence[Mapping[str, Any]],
     return Path(path)
 
 
-def _kept_edges(genotype: Genotype | NB201Genotype
-                ) -> dict[str, tuple[list[str], dict[int, str]]]:
-    """Per cell type: the labels of all edges and ``{edge index: op}`` of the kept ones."""
-    if isinstance(genotype, NB201Genotype):
-        return {"cell": (_edge_labels_of("cell", len(NB201_EDGES)), dict(enumerate(genotype.ops)))}
-    return {cell: (_edge_labels(genotype.steps),
-                   {_edge_of(m, j): op for m, (op, j) in enumerate(getattr(genotype, cell))})
-            for cell in _CELLS}
-
-
-def _edge_labels_of(cell: str, edges: int) -> list[str]:
-    """``node<-input`` labels of the rows of a cell type's architecture matrix."""
-    if cell == "cell" and edges == len(NB201_EDGES):  # the NAS-Bench-201 cell
-        return [f"{j}<-{i}" for j, i in NB201_EDGES]
-    return _edge_labels(_steps_of(edges))
+def _kept_edges(genotype: Genotype) -> dict[str, tuple[list[str], dict[int, str]]]:
+    """Per cell type: the labels of all edges and ``{edge index: op}`` of the kept ones
+    (:meth:`~nasp.spaces.base.SearchSpace.genotype_edges`)."""
+    return space_of(genotype).genotype_edges(genotype)
 
 
 def _discrete_cmap(n: int):
@@ -289,9 +162,10 @@ def _weights(matrix: Any, softmax: bool) -> torch.Tensor:
     return weights.softmax(-1) if softmax else weights
 
 
-def plot_arch_weights(arch: Mapping[str, Any], primitives: Mapping[str, Sequence[str]],
-                      path: str | os.PathLike, softmax: bool) -> Path:
-    """Heat maps of the architecture matrices (edges x ops), one per cell type."""
+def plot_arch_weights(arch: Mapping[str, Any], space: SearchSpace, path: str | os.PathLike,
+                      softmax: bool) -> Path:
+    """Heat maps of the architecture matrices (edges x ops) of ``space``, one per cell type."""
+    primitives = space.primitives
     cells = list(primitives)
     fig = _figure(figsize=(4.5 * len(cells), 5.5), layout="constrained")
     for c, cell in enumerate(cells):
@@ -300,25 +174,24 @@ def plot_arch_weights(arch: Mapping[str, Any], primitives: Mapping[str, Sequence
         image = ax.imshow(weights.numpy(), aspect="auto", cmap="viridis")
         ax.set_xticks(range(len(primitives[cell])), primitives[cell], rotation=60, ha="right",
                       fontsize=7)
-        ax.set_yticks(range(weights.shape[0]), _edge_labels_of(cell, weights.shape[0]),
-                      fontsize=7)
+        ax.set_yticks(range(weights.shape[0]), space.edge_labels(cell), fontsize=7)
         ax.set_title(f"{cell}: {'softmax(alpha)' if softmax else 'A'}", fontsize=10)
         fig.colorbar(image, ax=ax, shrink=0.8)
     fig.savefig(path, dpi=110)
     return Path(path)
 
 
-def plot_arch_evolution(records: Sequence[Mapping[str, Any]],
-                        primitives: Mapping[str, Sequence[str]], path: str | os.PathLike,
-                        softmax: bool) -> Path:
-    """The weight of every op on every edge over the epochs: one panel per edge, a row of
-    panels per node, the cell types side by side."""
+def plot_arch_evolution(records: Sequence[Mapping[str, Any]], space: SearchSpace,
+                        path: str | os.PathLike, softmax: bool) -> Path:
+    """The weight of every op on every edge of ``space``'s cells over the epochs: one panel per
+    edge, a row of panels per node, the cell types side by side."""
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(records)]
+    primitives = space.primitives
     cells = list(primitives)
     series = {cell: torch.stack([_weights(r["arch"][cell], softmax) for r in records])
               for cell in cells}  # epochs x edges x ops
-    edges = {cell: [tuple(map(int, label.split("<-")))
-                    for label in _edge_labels_of(cell, series[cell].shape[1])] for cell in cells}
+    edges = {cell: [tuple(map(int, label.split("<-"))) for label in space.edge_labels(cell)]
+             for cell in cells}
     first = min(node for cell in cells for node, _ in edges[cell])
     rows = max(node for cell in cells for node, _ in edges[cell]) - first + 1
     cols = max(j for cell in cells for _, j in edges[cell]) + 1
@@ -337,16 +210,6 @@ def plot_arch_evolution(records: Sequence[Mapping[str, Any]],
                 ax.legend(fontsize=5, loc="best")
     fig.savefig(path, dpi=100)
     return Path(path)
-
-
-def _steps_of(edges: int) -> int:
-    steps, total = 0, 0
-    while total < edges:
-        total += steps + 2
-        steps += 1
-    if total != edges:
-        raise ValueError(f"{edges} edges do not make a DARTS cell (2 + 3 + ... edges per node)")
-    return steps
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
@@ -396,11 +259,8 @@ def plot_run(run_dir: str | os.PathLike, use_dot: bool | None = None) -> list[Pa
                           f"train run")
     written: list[Path] = []
     if genotype is not None:
-        if isinstance(genotype, NB201Genotype):
-            written += draw_cell(genotype, "cell", run / "cell", use_dot)
-        else:
-            for cell in _CELLS:
-                written += draw_cell(genotype, cell, run / f"cell_{cell}", use_dot)
+        for cell, stem in space_of(genotype).picture_cells(genotype).items():
+            written += draw_cell(genotype, cell, run / stem, use_dot)
     if records:
         kind = "search" if any("genotype" in r for r in records) else "training"
         written.append(plot_curves(records, run / "curves.png", f"{kind}: {run.name}"))
@@ -420,17 +280,17 @@ def _search_weights(run: Path, records: Sequence[Mapping[str, Any]]) -> list[Pat
     except ConfigError:
         return []  # a train run's config
     try:
-        primitives = build_space(config.space, config.primitives).primitives
+        space = build_space(config.space, config.primitives)
     except ValueError:
         return []  # a space or op set this version does not know
     softmax = config.strategy != "nasp"
     written = []
     arch = _final_arch(run)
     if arch is not None:
-        written.append(plot_arch_weights(arch, primitives, run / "arch_weights.png", softmax))
+        written.append(plot_arch_weights(arch, space, run / "arch_weights.png", softmax))
     with_arch = [r for r in records if "arch" in r]
     if with_arch:
-        written.append(plot_arch_evolution(with_arch, primitives, run / "arch_evolution.png",
+        written.append(plot_arch_evolution(with_arch, space, run / "arch_evolution.png",
                                            softmax))
     return written
 

@@ -51,9 +51,7 @@ from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import resolve_memory_format
 from nasp.runtime.runs import RunDir
-from nasp.spaces import build_space
-from nasp.spaces.darts_cnn.genotype import Genotype
-from nasp.spaces.nb201.benchmark_table import benchmark_note, benchmark_record, open_benchmark
+from nasp.spaces import Genotype, benchmark_note, benchmark_record, build_space
 from nasp.strategies import Strategy, build_strategy
 from nasp.tasks import Task, build_task
 
@@ -137,9 +135,11 @@ class _SearchSession(RunSession):
     def __init__(self, config: SearchConfig, data: ImageDataset, device: torch.device):
         super().__init__(config, device)
         self.data = data
-        self.bench = open_benchmark(config)  # NAS-Bench-201 look-up, or None
-        train_half, val_half = search_split(data, config.subset, config.seed)
         self.space = build_space(config.space, config.primitives)
+        self.bench = (None if config.benchmark is None else  # the space's benchmark look-up
+                      self.space.open_benchmark(config.benchmark, config.benchmark_column,
+                                                config.dataset))
+        train_half, val_half = search_split(data, config.subset, config.seed)
         memory_format = resolve_memory_format(config.memory_format, device)
         self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,
                                              config.channels).to(device,

@@ -62,9 +62,13 @@ from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import autocast, resolve_device, resolve_memory_format, resolve_precision
 from nasp.runtime.runs import RunDir
-from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype, resolve_genotype
-from nasp.spaces.darts_cnn.space import ChildNetwork
-from nasp.spaces.nb201.genotype import NB201Genotype, genotype_from_dict
+from nasp.spaces import (
+    Genotype,
+    builtin_genotypes,
+    genotype_from_dict,
+    is_genotype,
+    resolve_genotype,
+)
 from nasp.tasks import Task, build_task
 
 __all__ = ["TrainResult", "evaluate_checkpoint", "resume", "task_of", "train"]
@@ -75,7 +79,7 @@ class TrainResult:
     run_dir: Path
     genotype: Genotype
     config: TrainConfig
-    net: ChildNetwork
+    net: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -118,7 +122,7 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     """Train ``genotype`` (a :class:`Genotype` or anything :func:`resolve_genotype` takes) from
     scratch as ``config`` says; write the run directory ``config.out`` (default
     ``runs/train-...``) and return the trained network and the per-epoch metrics."""
-    named = isinstance(genotype, str) and genotype.strip().upper() in BUILTIN_GENOTYPES
+    named = isinstance(genotype, str) and genotype.strip().upper() in builtin_genotypes()
     label = genotype.strip().upper() if named else "cell"
     genotype = _as_genotype(genotype)
     return _TrainSession.start(config, label=label, overwrite=overwrite,
@@ -155,9 +159,10 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
                                 genotype=saved)
 
 
-def _as_genotype(genotype: Genotype | NB201Genotype | str) -> Genotype | NB201Genotype:
-    """A genotype object as it is; anything else through :func:`resolve_genotype`."""
-    if isinstance(genotype, (Genotype, NB201Genotype)):
+def _as_genotype(genotype: Genotype | str) -> Genotype:
+    """A genotype object (of any space) as it is; anything else through
+    :func:`resolve_genotype`."""
+    if is_genotype(genotype):
         return genotype
     return resolve_genotype(genotype)
 

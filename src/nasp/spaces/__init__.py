@@ -1,23 +1,30 @@
-"""Search spaces by name."""
+"""Search spaces: one folder per space, known by name through :mod:`nasp.spaces.registry`.
+
+Outside this package a space is reached only through the :class:`SearchSpace` protocol
+(:mod:`nasp.spaces.base`), the registry and the space-independent helpers here: genotypes of any
+space (:mod:`nasp.spaces.genotypes`) and benchmark records (:mod:`nasp.spaces.benchmark`).
+"""
 
 from __future__ import annotations
 
-from nasp.spaces.base import SearchSpace
+from nasp.spaces.base import ArchTensors, Benchmark, Genotype, SearchSpace, Selection
+from nasp.spaces.benchmark import benchmark_note, benchmark_record, open_benchmark
 from nasp.spaces.darts_cnn.space import ChildNetwork, DartsCNNSpace, Supernet
+from nasp.spaces.genotypes import (
+    GENOTYPE_FILE,
+    builtin_genotypes,
+    genotype_from_dict,
+    is_genotype,
+    load_genotype,
+    resolve_genotype,
+)
 from nasp.spaces.nb201.space import NB201ChildNetwork, NB201Space, NB201Supernet
+from nasp.spaces.registry import DEFAULT_SPACE, PRIMITIVE_SETS, SPACES, build_space, space_of
 
-SPACES = {"darts": DartsCNNSpace, "nb201": NB201Space}
-
-
-def build_space(name: str = "darts", primitives: str = "darts-7") -> SearchSpace:
-    """The search space ``name`` with the named primitive set."""
-    try:
-        cls = SPACES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None
-    return cls(primitives)
-
-
-__all__ = ["SPACES", "ChildNetwork", "DartsCNNSpace", "NB201ChildNetwork", "NB201Space",
-           "NB201Supernet", "SearchSpace", "Supernet", "build_space"]
+__all__ = [
+    "DEFAULT_SPACE", "GENOTYPE_FILE", "PRIMITIVE_SETS", "SPACES", "ArchTensors", "Benchmark",
+    "ChildNetwork", "DartsCNNSpace", "Genotype", "NB201ChildNetwork", "NB201Space",
+    "NB201Supernet", "SearchSpace", "Selection", "Supernet", "benchmark_note", "benchmark_record",
+    "build_space", "builtin_genotypes", "genotype_from_dict", "is_genotype", "load_genotype",
+    "open_benchmark", "resolve_genotype", "space_of",
+]

@@ -38,8 +38,7 @@ from nasp.config import SearchConfig
 from nasp.core.mixed import CellPlan
 from nasp.runtime import distributed
 from nasp.runtime.device import autocast, resolve_precision
-from nasp.spaces.base import SearchSpace
-from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.base import Genotype, SearchSpace
 from nasp.tasks import ClassificationTask, Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]

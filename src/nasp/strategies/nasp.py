@@ -55,7 +55,7 @@ import torch
 
 from nasp.core.mixed import CellPlan
 from nasp.core.prox import prox_c2, selection_indices
-from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.spaces.base import Genotype
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["NASP"]

@@ -36,9 +36,7 @@ from torch import nn
 from nasp.config import SearchConfig
 from nasp.core.mixed import CellPlan
 from nasp.errors import ConfigError
-from nasp.spaces.base import SearchSpace
-from nasp.spaces.darts_cnn.genotype import Genotype
-from nasp.spaces.nb201.benchmark_table import open_benchmark
+from nasp.spaces.base import Genotype, SearchSpace
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scorer"]
@@ -47,9 +45,12 @@ __all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scor
 Scorer = Callable[[Genotype], "float | None"]
 
 
-def benchmark_scorer(config: SearchConfig) -> Scorer | None:
-    """Look-up in the benchmark table ``config.benchmark`` (None when no table is configured)."""
-    return open_benchmark(config)
+def benchmark_scorer(config: SearchConfig, space: SearchSpace) -> Scorer | None:
+    """Look-up in the benchmark table ``config.benchmark``, opened by the space (None when no
+    table is configured)."""
+    if config.benchmark is None:
+        return None
+    return space.open_benchmark(config.benchmark, config.benchmark_column, config.dataset)
 
 
 class RandomSearch(Strategy):
@@ -64,7 +65,7 @@ class RandomSearch(Strategy):
                  scorer: Scorer | None = None):
         super().__init__(space, net, config)
         self.scorer = None if self.shared else (
-            scorer if scorer is not None else benchmark_scorer(config))
+            scorer if scorer is not None else benchmark_scorer(config, space))
         self.trains = self.scorer is None
         samples = config.random_samples or self.default_samples(config.epochs)
         if self.trains and not self.shared and samples > config.epochs:

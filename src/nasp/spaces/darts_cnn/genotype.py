@@ -10,13 +10,17 @@ Formats:
 
 - JSON (:meth:`Genotype.to_json`, :meth:`Genotype.save`), the file format of a search run::
 
-    {"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5], "reduce": ..., ...}
+    {"space": "darts", "normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5],
+     "reduce": ..., ...}
+
+  Files written before genotype files named their space lack ``"space"``; they still load.
 
 - DARTS tuple text (``str(genotype)``, :meth:`Genotype.parse`), as published cells appear in the
   DARTS and NASP repositories. Parsing reads literals with :mod:`ast`; nothing is evaluated.
 
-Published cells are in :data:`BUILTIN_GENOTYPES`; :func:`resolve_genotype` turns a command-line
-style specification (built-in name, file, run directory or text) into a :class:`Genotype`.
+Published cells are in :data:`BUILTIN_GENOTYPES`. :func:`nasp.spaces.resolve_genotype` turns a
+command-line style specification (built-in name, file, run directory or text) into a genotype of
+any space.
 """
 
 from __future__ import annotations
@@ -31,25 +35,19 @@ import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from nasp.core.ops import OPS
 from nasp.errors import GenotypeError
 from nasp.runtime.atomic import atomic_write_text
 
-__all__ = [
-    "BUILTIN_GENOTYPES",
-    "GENOTYPE_FILE",
-    "Genotype",
-    "GenotypeError",
-    "resolve_genotype",
-]
+__all__ = ["BUILTIN_GENOTYPES", "SPACE", "Genotype", "GenotypeError"]
 
 #: An ``(op name, input state index)`` pair.
 Pair = tuple[str, int]
 
-#: Name of the genotype file inside a search run directory.
-GENOTYPE_FILE = "genotype.json"
+#: The registry name of the DARTS CNN space, which every genotype's ``to_dict`` names.
+SPACE = "darts"
 
 _CELLS = ("normal", "reduce")
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
@@ -149,6 +147,8 @@ class Genotype:
     reduce: tuple[Pair, ...]
     reduce_concat: tuple[int, ...]
 
+    space: ClassVar[str] = SPACE
+
     def __post_init__(self) -> None:
         cells = {cell: _check_cell(cell, getattr(self, cell)) for cell in _CELLS}
         if len(cells["normal"]) != len(cells["reduce"]):
@@ -173,9 +173,10 @@ class Genotype:
 
     # ----------------------------------------------------------------------------- dict / JSON
 
-    def to_dict(self) -> dict[str, list[Any]]:
-        """JSON-ready dict: ``{"normal": [["op", index], ...], "normal_concat": [...], ...}``."""
-        data: dict[str, list[Any]] = {}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``{"space": "darts", "normal": [["op", index], ...],
+        "normal_concat": [...], ...}``."""
+        data: dict[str, Any] = {"space": self.space}
         for cell, pairs, concat in self._cells():
             data[cell] = [list(pair) for pair in pairs]
             data[f"{cell}_concat"] = list(concat)
@@ -183,16 +184,20 @@ class Genotype:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
-        """Inverse of :meth:`to_dict`; exactly the four keys are required."""
+        """Inverse of :meth:`to_dict`; exactly the four cell keys are required, ``"space"``
+        may be left out (files written before genotype files named their space)."""
         if not isinstance(data, Mapping):
             raise GenotypeError(
                 f"a genotype must be an object with keys {', '.join(_FIELDS)}, got {_show(data)}")
         missing = [key for key in _FIELDS if key not in data]
-        extra = sorted(repr(key) for key in data if key not in _FIELDS)
+        extra = sorted(repr(key) for key in data if key not in _FIELDS and key != "space")
         if missing or extra:
             raise GenotypeError(
                 f"a genotype needs exactly the keys {', '.join(_FIELDS)}; missing: "
                 f"{', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}")
+        if data.get("space", cls.space) != cls.space:
+            raise GenotypeError(f"a genotype of space {_short(data['space'])} is not a DARTS cell "
+                                f"genotype (space {cls.space!r})")
         return cls(**{key: data[key] for key in _FIELDS})
 
     def to_json(self, indent: int | None = None) -> str:
@@ -386,52 +391,3 @@ BUILTIN_GENOTYPES: dict[str, Genotype] = {
         reduce_concat=_CONCAT,
     ),
 }
-
-
-def _existing_path(spec: str | os.PathLike[str]) -> Path | None:
-    """``spec`` as a path if it names an existing file or directory, else ``None``."""
-    if not os.fspath(spec).strip():
-        return None
-    path = Path(spec)
-    try:
-        return path if path.exists() else None
-    except (OSError, ValueError):  # a name too long, a NUL byte...
-        return None
-
-
-def resolve_genotype(spec: str | os.PathLike[str]) -> Genotype:
-    """Genotype from a built-in name, a JSON file, a search run directory or DARTS tuple text.
-
-    Tried in this order: a key of :data:`BUILTIN_GENOTYPES` (any case); an existing file, read
-    with :meth:`Genotype.load`; an existing directory holding ``genotype.json``; text mentioning
-    ``Genotype``, read with :meth:`Genotype.parse`. Anything else, and any problem reading or
-    validating what was found, is a :class:`GenotypeError` (a ``ValueError``) whose one-line
-    message names the file or text and what is wrong; nothing else is raised.
-    Files of a NAS-Bench-201 search and arch strings (``|op~0|+|...|``) give a
-    :class:`~nasp.spaces.nb201.genotype.NB201Genotype`.
-    """
-    if isinstance(spec, str):
-        by_name = {name.lower(): genotype for name, genotype in BUILTIN_GENOTYPES.items()}
-        if spec.strip().lower() in by_name:
-            return by_name[spec.strip().lower()]
-    path = _existing_path(spec)
-    if path is not None:
-        if path.is_dir():
-            if not (path / GENOTYPE_FILE).is_file():
-                raise GenotypeError(f"directory {path} holds no {GENOTYPE_FILE}")
-            path = path / GENOTYPE_FILE
-        from nasp.spaces.nb201.genotype import load_genotype
-
-        return load_genotype(path)
-    if isinstance(spec, str) and "Genotype" in spec:
-        return Genotype.parse(spec)
-    if isinstance(spec, str) and spec.strip().startswith("|"):
-        from nasp.spaces.nb201.genotype import NB201Genotype
-
-        return NB201Genotype.from_string(spec)
-    text = os.fspath(spec)
-    shown = repr(text) if len(text) <= 300 else _short(text)  # a path is shown whole
-    raise GenotypeError(
-        f"cannot resolve genotype {shown}: it is not a built-in name "
-        f"({', '.join(BUILTIN_GENOTYPES)}, any case), not an existing genotype file or run "
-        f"directory holding {GENOTYPE_FILE}, and not DARTS genotype text like {_TEXT_EXAMPLE}")

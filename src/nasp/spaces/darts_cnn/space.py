@@ -14,28 +14,42 @@ one architecture matrix and all reduction cells another.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
-from nasp.core.ops import (
-    OPS,
-    FactorizedReduce,
-    ReLUConvBN,
-    op_parameter_count,
-    primitive_set,
-    search_op,
-)
+from nasp.core.ops import OPS, FactorizedReduce, ReLUConvBN, op_parameter_count, search_op
 from nasp.core.prox import prox_c1, tie_order
-from nasp.spaces.base import ArchTensors, Selection
-from nasp.spaces.darts_cnn.genotype import Genotype
+from nasp.errors import BenchmarkError
+from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
+from nasp.spaces.darts_cnn import drawing
+from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, SPACE, Genotype
 from nasp.spaces.darts_cnn.network_parts import AuxiliaryHead, ImageNetStem, drop_path
 
-__all__ = ["ChildNetwork", "DartsCNNSpace", "Supernet"]
+__all__ = ["PRIMITIVE_SETS", "ChildNetwork", "DartsCNNSpace", "Supernet"]
 
 CELL_TYPES = ("normal", "reduce")
+
+_DARTS = (
+    "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect",
+    "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
+)
+
+#: The candidate op sets of the space by name: per cell type, its ops.
+PRIMITIVE_SETS: dict[str, dict[str, tuple[str, ...]]] = {
+    "darts": {"normal": _DARTS, "reduce": _DARTS},
+    "darts-7": {"normal": _DARTS[1:], "reduce": _DARTS[1:]},
+    "nasp-12": {
+        "normal": ("skip_connect", "conv_3x1_1x3", "dil_conv_3x3", "conv_1x1", "conv_3x3",
+                   "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"),
+        "reduce": ("skip_connect", "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7"),
+    },
+}
 
 
 def _edge_offsets(steps: int) -> list[int]:
@@ -52,6 +66,8 @@ def _reduction_layers(layers: int) -> tuple[int, int]:
 
 
 def _check_size(layers: int, channels: int) -> None:
+    """``ValueError`` unless a network of ``layers`` cells and ``channels`` initial channels can
+    be built: normal and reduction cells need 3 cells, the reductions' halves even channels."""
     if layers < 3:
         raise ValueError(
             f"--layers must be at least 3 so that the network has normal and reduction cells; "
@@ -59,7 +75,7 @@ def _check_size(layers: int, channels: int) -> None:
         )
     if channels < 2 or channels % 2:
         raise ValueError(
-            f"--channels must be an even number >= 2 (reduction halves are concatenated); "
+            f"--channels must be an even number >= 2 (reduction cells concatenate two halves); "
             f"got {channels}"
         )
 
@@ -261,15 +277,38 @@ class ChildNetwork(nn.Module):
 
 
 class DartsCNNSpace:
-    """The DARTS CNN cell space with a named primitive set (``darts``, ``darts-7``, ``nasp-12``)."""
+    """The DARTS CNN cell space with a named primitive set (``darts``, ``darts-7``, ``nasp-12``).
 
-    name = "darts"
+    Implements :class:`~nasp.spaces.base.SearchSpace`.
+    """
+
+    name = SPACE
+    description = ("the DARTS cell (--layers = cells, --channels = C; normal cells and two "
+                   "reduction cells)")
+    genotype_type = Genotype
+    primitive_sets = PRIMITIVE_SETS
+    default_primitives = "darts-7"
+    # Its values of the search presets: the sizes of NASP's and DARTS's search on CIFAR-10 (8
+    # cells, C 16: the NASP paper, Yao et al. 2020, and DARTS, Liu et al. 2019); the optimisers
+    # are SearchConfig's defaults, the DARTS code's.
+    presets: Mapping[str, Mapping[str, Any]] = {
+        "tiny": dict(layers=3, channels=4),
+        "paper": dict(layers=8, channels=16),
+        "faithful": dict(layers=8, channels=16),
+    }
+    evaluation_sizes: Mapping[str, int] = {"layers": 20, "channels": 36}  # DARTS/NASP on CIFAR
+    builtin_genotypes = BUILTIN_GENOTYPES
+    genotype_text_help = "DARTS genotype text like Genotype(normal=[('sep_conv_3x3', 0), ...], ...)"
+    has_benchmark = False
+    benchmark_about = ""
     cell_types = CELL_TYPES
 
     def __init__(self, primitives: str = "darts-7", steps: int = 4, keep: int = 2):
-        normal, reduce = primitive_set(primitives)
+        if primitives not in PRIMITIVE_SETS:
+            raise ValueError(f"--space {self.name} has the op sets {', '.join(PRIMITIVE_SETS)}: "
+                             f"--primitives must be one of them, got {primitives!r}")
         self.primitive_set = primitives
-        self.primitives = {"normal": normal, "reduce": reduce}
+        self.primitives = dict(PRIMITIVE_SETS[primitives])
         self.steps = steps
         self.keep = keep
         self.offsets = _edge_offsets(steps)
@@ -277,6 +316,15 @@ class DartsCNNSpace:
         self.edge_node = torch.tensor([i for i in range(steps) for _ in range(i + 2)])
         # none loses ties in the projection (nasp.core.prox.tie_order): A = 0.5 is not a dead point
         self.tie_order = {t: tie_order(self.primitives[t]) for t in CELL_TYPES}
+
+    # -- sizes --------------------------------------------------------------------------------
+    @classmethod
+    def check_sizes(cls, layers: int, channels: int) -> None:
+        _check_size(layers, channels)
+
+    @classmethod
+    def describe_sizes(cls, layers: int, channels: int) -> str:
+        return f"{layers} cells, C {channels}"
 
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
         return {t: (self.num_edges, len(self.primitives[t])) for t in CELL_TYPES}
@@ -293,6 +341,14 @@ class DartsCNNSpace:
                     channels: int, search_ops: bool = False) -> ChildNetwork:
         self.selection_of(genotype)  # checks the genotype fits this space
         return ChildNetwork(genotype, in_channels, num_classes, layers, channels, search_ops)
+
+    def build_evaluation_network(self, genotype: Genotype, in_channels: int, num_classes: int,
+                                 layers: int, channels: int, *, auxiliary: bool = False,
+                                 imagenet: bool = False) -> ChildNetwork:
+        """The DARTS train-from-scratch network (``NetworkCIFAR``, or ``NetworkImageNet`` with
+        ``imagenet``) of ``genotype``, any ops; see :class:`ChildNetwork`."""
+        return ChildNetwork(genotype, in_channels, num_classes, layers, channels,
+                            auxiliary=auxiliary, imagenet=imagenet)
 
     def extract_child(self, supernet: Supernet, genotype: Genotype) -> ChildNetwork:
         """The child network of ``genotype`` holding a copy of the supernet's weights.
@@ -409,3 +465,39 @@ class DartsCNNSpace:
             [float(op_parameter_count(n, 16)) for n in self.primitives[cell_type]])
         total = counts.sum()
         return counts / total if total > 0 else counts
+
+    def edge_labels(self, cell_type: str) -> list[str]:
+        return drawing.edge_labels(self.steps)
+
+    # -- genotype formats ---------------------------------------------------------------------
+    @classmethod
+    def claims_genotype_dict(cls, data: Any) -> bool:
+        """A dict with a ``normal`` cell (the DARTS JSON layout)."""
+        return isinstance(data, Mapping) and "normal" in data
+
+    @classmethod
+    def parse_genotype(cls, text: str) -> Genotype | None:
+        """DARTS tuple text (:meth:`Genotype.parse`): any text mentioning ``Genotype``."""
+        return Genotype.parse(text) if "Genotype" in text else None
+
+    # -- benchmark ----------------------------------------------------------------------------
+    def open_benchmark(self, path: str | os.PathLike[str], column: str | None,
+                       dataset: str) -> Benchmark:
+        raise BenchmarkError(f"the {self.name} space has no benchmark table to look cells up in")
+
+    # -- pictures -----------------------------------------------------------------------------
+    @classmethod
+    def picture_cells(cls, genotype: Genotype) -> dict[str, str]:
+        return {cell: f"cell_{cell}" for cell in CELL_TYPES}
+
+    @classmethod
+    def cell_dot(cls, genotype: Genotype, cell: str) -> str:
+        return drawing.cell_dot(genotype, cell)
+
+    @classmethod
+    def draw_cell(cls, genotype: Genotype, cell: str, path: Path) -> None:
+        drawing.draw_cell(genotype, cell, path)
+
+    @classmethod
+    def genotype_edges(cls, genotype: Genotype) -> EdgeOps:
+        return drawing.genotype_edges(genotype)

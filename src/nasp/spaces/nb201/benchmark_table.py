@@ -26,8 +26,10 @@ accuracy after training on the full training set), ``cifar100`` -> ``cifar100``.
 set (e.g. a search on ``digits``) has no column of its own: name one with ``benchmark_column``
 (``--benchmark-column``).
 
-The search loop uses :func:`open_benchmark`, :func:`benchmark_record` and
-:func:`benchmark_note` to add ``benchmark_acc`` to every epoch's metrics and log line.
+:meth:`NB201Space.open_benchmark <nasp.spaces.nb201.space.NB201Space.open_benchmark>`
+(:func:`open_table`) gives the search loop a :class:`BenchmarkLookup`, the
+:class:`~nasp.spaces.base.Benchmark` it adds ``benchmark_acc`` to every epoch's metrics and log
+line with (:mod:`nasp.spaces.benchmark`).
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ from nasp.errors import BenchmarkError, GenotypeError
 from nasp.spaces.nb201.genotype import NB201Genotype
 
 __all__ = [
-    "DATASET_COLUMNS", "BenchmarkError", "BenchmarkLookup", "BenchmarkTable", "benchmark_note",
-    "benchmark_record", "open_benchmark",
+    "DATASET_COLUMNS", "BenchmarkError", "BenchmarkLookup", "BenchmarkTable", "open_benchmark",
+    "open_table",
 ]
 
 #: Our data set names -> the benchmark's column for them.
@@ -297,7 +299,8 @@ def _load_nats(path: Path) -> BenchmarkTable:
 
 @dataclass(frozen=True)
 class BenchmarkLookup:
-    """A table and the column a search reports: ``lookup(genotype)`` is its accuracy."""
+    """A table and the column a search reports: ``lookup(genotype)`` is its accuracy (a
+    :class:`~nasp.spaces.base.Benchmark`)."""
 
     table: BenchmarkTable
     column: str
@@ -305,38 +308,27 @@ class BenchmarkLookup:
     def __call__(self, genotype: NB201Genotype | str) -> float | None:
         return self.table.accuracy(genotype, self.column)
 
+    def percentile(self, accuracy: float) -> float | None:
+        """:meth:`BenchmarkTable.percentile` in the lookup's column."""
+        return self.table.percentile(accuracy, self.column)
+
+
+def open_table(path: str | os.PathLike[str], column: str | None,
+               dataset: str) -> BenchmarkLookup:
+    """The look-up of the table ``path`` in ``column`` (None: the column of ``dataset``). Every
+    problem is a :class:`BenchmarkError` raised here, before a search starts."""
+    table = BenchmarkTable.load(path)
+    if column is None and dataset.lower() not in DATASET_COLUMNS:
+        raise BenchmarkError(
+            f"the benchmark has no column for the data set {dataset!r}; name the "
+            f"column to report with --benchmark-column (one of {', '.join(table.datasets)})")
+    return BenchmarkLookup(table, table.column(column or dataset))
+
 
 def open_benchmark(config: Any) -> BenchmarkLookup | None:
     """The look-up a search config asks for (``benchmark``, ``benchmark_column``, ``dataset``),
-    or None without a benchmark. Every problem is a :class:`BenchmarkError` raised here, before
-    the search starts."""
+    or None without a benchmark (:func:`open_table`)."""
     if getattr(config, "benchmark", None) is None:
         return None
-    table = BenchmarkTable.load(config.benchmark)
-    column = getattr(config, "benchmark_column", None)
-    if column is None and config.dataset.lower() not in DATASET_COLUMNS:
-        raise BenchmarkError(
-            f"the benchmark has no column for the data set {config.dataset!r}; name the "
-            f"column to report with --benchmark-column (one of {', '.join(table.datasets)})")
-    return BenchmarkLookup(table, table.column(column or config.dataset))
-
-
-def benchmark_record(lookup: BenchmarkLookup | None, genotype: Any) -> dict[str, Any]:
-    """``{"benchmark_acc": fraction or None, "benchmark_percentile": % or None}`` for a metrics
-    record (the percentile: :meth:`BenchmarkTable.percentile`); ``{}`` without a lookup."""
-    if lookup is None:
-        return {}
-    acc = lookup(genotype)
-    percentile = None if acc is None else lookup.table.percentile(acc, lookup.column)
-    return {"benchmark_acc": acc, "benchmark_percentile": percentile}
-
-
-def benchmark_note(lookup: BenchmarkLookup | None, record: Mapping[str, Any]) -> str:
-    """The log-line part for :func:`benchmark_record`'s entry: ``""`` without a lookup."""
-    if lookup is None:
-        return ""
-    value = record.get("benchmark_acc")
-    shown = "not in the table" if value is None else f"{100 * value:.2f}%"
-    if record.get("benchmark_percentile") is not None:
-        shown += f" (percentile {record['benchmark_percentile']:.1f})"
-    return f"  benchmark {lookup.column} acc {shown}"
+    return open_table(config.benchmark, getattr(config, "benchmark_column", None),
+                      config.dataset)

@@ -9,14 +9,14 @@ order of the benchmark's arch string::
 
 ``op~i`` is the op on the edge from node ``i``; the groups separated by ``+`` are nodes 1, 2
 and 3. The cell output is node 3. Every edge holds exactly one of the five ops of
-:data:`~nasp.core.ops.NB201_PRIMITIVES` (``none`` included: a ``none`` edge contributes zeros).
+:data:`NB201_PRIMITIVES` (``none`` included: a ``none`` edge contributes zeros).
 
 :class:`NB201Genotype` holds the 6 op names in that edge order; it parses and prints the arch
 string (:meth:`NB201Genotype.from_string`, ``str()``), and round-trips through JSON as
 ``{"space": "nb201", "arch": "<arch string>"}`` (the file format of a search run's
 ``genotype.json``). Any problem raises :class:`ArchStringError`, a
-:class:`~nasp.errors.GenotypeError`. :func:`load_genotype` and :func:`genotype_from_dict` read
-a genotype of either space (DARTS or NAS-Bench-201).
+:class:`~nasp.errors.GenotypeError`. (:func:`nasp.spaces.load_genotype` and
+:func:`nasp.spaces.genotype_from_dict` read a genotype of any space.)
 """
 
 from __future__ import annotations
@@ -27,17 +27,19 @@ import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from nasp.core.ops import NB201_PRIMITIVES
 from nasp.errors import ArchStringError
 from nasp.runtime.atomic import atomic_write_text
-from nasp.spaces.darts_cnn.genotype import Genotype
 
-__all__ = [
-    "EDGES", "ArchStringError", "NB201Genotype", "genotype_from_dict", "is_nb201_dict",
-    "load_genotype",
-]
+__all__ = ["EDGES", "NB201_PRIMITIVES", "SPACE", "ArchStringError", "NB201Genotype",
+           "is_nb201_dict"]
+
+#: The registry name of the NAS-Bench-201 space, which every genotype's ``to_dict`` names.
+SPACE = "nb201"
+
+#: NAS-Bench-201's candidate ops, in the benchmark's order (AutoDL ``NAS_BENCH_201``).
+NB201_PRIMITIVES = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 #: ``(node, input node)`` of every edge, in arch-string order.
 EDGES: tuple[tuple[int, int], ...] = tuple((j, i) for j in range(1, 4) for i in range(j))
@@ -62,7 +64,7 @@ class NB201Genotype:
 
     ops: tuple[str, ...]
 
-    space = "nb201"
+    space: ClassVar[str] = SPACE
 
     def __post_init__(self) -> None:
         ops = self.ops
@@ -188,18 +190,3 @@ class NB201Genotype:
             return cls.from_dict(data)
         except ArchStringError as err:
             raise ArchStringError(f"genotype file {path}: {err}") from None
-
-
-def genotype_from_dict(data: Any) -> Genotype | NB201Genotype:
-    """A genotype of either space from its ``to_dict()``: NAS-Bench-201 when ``data`` has an
-    ``"arch"`` key, else a DARTS :class:`~nasp.spaces.darts_cnn.genotype.Genotype`."""
-    return NB201Genotype.from_dict(data) if is_nb201_dict(data) else Genotype.from_dict(data)
-
-
-def load_genotype(path: str | os.PathLike[str]) -> Genotype | NB201Genotype:
-    """A ``genotype.json`` of either space (see :func:`genotype_from_dict`)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        data = None  # Genotype.load says what is wrong with the file
-    return NB201Genotype.load(path) if is_nb201_dict(data) else Genotype.load(path)

@@ -35,22 +35,30 @@ is zero.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
-from nasp.core.ops import NB201_PRIMITIVES, OPS, ResNetBasicBlock, op_parameter_count
+from nasp.core.ops import OPS, ResNetBasicBlock, op_parameter_count
 from nasp.core.prox import best_ops, prox_c1, tie_order
 from nasp.errors import GenotypeError
-from nasp.spaces.base import ArchTensors, Selection
-from nasp.spaces.nb201.genotype import EDGES, NB201Genotype
+from nasp.spaces.base import ArchTensors, EdgeOps, Selection
+from nasp.spaces.nb201 import drawing
+from nasp.spaces.nb201.benchmark_table import BenchmarkLookup, open_table
+from nasp.spaces.nb201.genotype import EDGES, NB201_PRIMITIVES, SPACE, NB201Genotype, is_nb201_dict
 
-__all__ = ["NB201ChildNetwork", "NB201Space", "NB201Supernet"]
+__all__ = ["PRIMITIVE_SETS", "NB201ChildNetwork", "NB201Space", "NB201Supernet"]
 
 CELL = "cell"
 NODES = 3
+
+#: The space's one candidate op set, the benchmark's.
+PRIMITIVE_SETS: dict[str, dict[str, tuple[str, ...]]] = {"nb201": {CELL: NB201_PRIMITIVES}}
 
 
 def _nb201_op(name: str, C: int, affine: bool) -> nn.Module:
@@ -205,22 +213,66 @@ def _as_nb201(genotype: object) -> NB201Genotype:
 
 
 class NB201Space:
-    """The NAS-Bench-201 cell space (see the module docstring); one cell type, ``"cell"``."""
+    """The NAS-Bench-201 cell space (see the module docstring); one cell type, ``"cell"``.
 
-    name = "nb201"
+    Implements :class:`~nasp.spaces.base.SearchSpace`.
+    """
+
+    name = SPACE
+    description = ("the NAS-Bench-201 cell and network (--layers = cells per stage, "
+                   "--channels = C)")
+    genotype_type = NB201Genotype
+    primitive_sets = PRIMITIVE_SETS
+    default_primitives = "nb201"
+    # Its values of the search presets. paper: the NAS-Bench-201 paper's one-shot baselines
+    # (Dong & Yang, ICLR 2020), as AutoDL-Projects runs them (github.com/D-X-Y/AutoDL-Projects):
+    # the network is the benchmark's own, N 5 cells per stage and C 16 (scripts-search/
+    # NAS-Bench-201-algos/DARTS-V1.sh: --channel 16 --num_cells 5). The weights
+    # (configs/nas-benchmark/algos/DARTS.config): SGD, lr 0.025 cosine down to eta_min 0.001
+    # over 50 epochs, no warm-up, momentum 0.9, nesterov, weight decay 5e-4, batch 64; gradient
+    # clipping 5 (exps/NAS-Bench-201-algos/DARTS-V1.py's default). The architecture
+    # (DARTS-V1.sh and DARTS-V1.py): Adam, lr 3e-4, weight decay 1e-3, betas (0.5, 0.999). Data:
+    # CIFAR-10's 50,000 training images in two disjoint halves of 25,000
+    # (configs/nas-benchmark/cifar-split.txt, a fixed random split), one for the weights and one
+    # for the architecture. Differences here: the two halves are a seeded, class-stratified
+    # split (nasp.data.search_split), and the weights' SGD is plain momentum (SearchConfig has
+    # no nesterov option). GDAS.config is the same but for 240 epochs.
+    # faithful (not in the NASP paper): the benchmark's network, N 5, C 16.
+    presets: Mapping[str, Mapping[str, Any]] = {
+        "tiny": dict(layers=3, channels=4),
+        "paper": dict(dataset="cifar10", layers=5, channels=16, epochs=50, batch_size=64,
+                      w_lr=0.025, w_lr_min=0.001, w_momentum=0.9, w_weight_decay=5e-4,
+                      grad_clip=5.0, a_lr=3e-4, a_weight_decay=1e-3, a_betas=(0.5, 0.999)),
+        "faithful": dict(layers=5, channels=16),
+    }
+    evaluation_sizes: Mapping[str, int] = {"layers": 5, "channels": 16}  # the benchmark's
+    builtin_genotypes: Mapping[str, NB201Genotype] = {}
+    genotype_text_help = "a NAS-Bench-201 arch string like |nor_conv_3x3~0|+|...|+|...|"
+    has_benchmark = True
+    benchmark_about = ("a CSV table of arch strings and accuracies, or NATS-Bench tss files "
+                       "with the nats_bench package")
     cell_types = (CELL,)
 
     def __init__(self, primitives: str = "nb201"):
-        if primitives != "nb201":
+        if primitives not in PRIMITIVE_SETS:
             raise ValueError(
-                f"the nb201 space has the benchmark's fixed op set: --primitives must be nb201, "
-                f"got {primitives!r}")
+                f"--space {self.name} has the benchmark's fixed op set: --primitives must be "
+                f"nb201 (or left out), got {primitives!r}")
         self.primitive_set = primitives
-        self.primitives = {CELL: NB201_PRIMITIVES}
+        self.primitives = dict(PRIMITIVE_SETS[primitives])
         self.num_edges = len(EDGES)
         self.keep = NODES  # at least every node's in-degree: prox_C1 keeps every edge
         self.edge_node = torch.tensor([j - 1 for j, _ in EDGES])
         self.tie_order = tie_order(NB201_PRIMITIVES)  # none loses ties (module docstring)
+
+    # -- sizes --------------------------------------------------------------------------------
+    @classmethod
+    def check_sizes(cls, layers: int, channels: int) -> None:
+        _check_size(layers, channels)
+
+    @classmethod
+    def describe_sizes(cls, layers: int, channels: int) -> str:
+        return f"N {layers} cells per stage, C {channels}"
 
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
         return {CELL: (self.num_edges, len(NB201_PRIMITIVES))}
@@ -270,6 +322,16 @@ class NB201Space:
         return NB201ChildNetwork(_as_nb201(genotype), in_channels, num_classes, layers,
                                  channels, search_ops)
 
+    def build_evaluation_network(self, genotype: NB201Genotype | str, in_channels: int,
+                                 num_classes: int, layers: int, channels: int, *,
+                                 auxiliary: bool = False,
+                                 imagenet: bool = False) -> NB201ChildNetwork:
+        """The benchmark's network of ``genotype`` (``layers`` cells per stage, C
+        ``channels``); it has no auxiliary head and no ImageNet stem, so ``auxiliary`` and
+        ``imagenet`` do not apply."""
+        return NB201ChildNetwork(_as_nb201(genotype), in_channels, num_classes, layers,
+                                 channels)
+
     def extract_child(self, supernet: NB201Supernet,
                       genotype: NB201Genotype | str) -> NB201ChildNetwork:
         """The child network of ``genotype`` holding a copy of the supernet's weights.
@@ -294,3 +356,40 @@ class NB201Space:
                 state[name] = value
         child.load_state_dict(state)
         return child
+
+    def edge_labels(self, cell_type: str) -> list[str]:
+        return list(drawing.EDGE_LABELS)
+
+    # -- genotype formats ---------------------------------------------------------------------
+    @classmethod
+    def claims_genotype_dict(cls, data: Any) -> bool:
+        """A dict with an ``arch`` string."""
+        return is_nb201_dict(data)
+
+    @classmethod
+    def parse_genotype(cls, text: str) -> NB201Genotype | None:
+        """An arch string: any text starting with ``|``."""
+        return NB201Genotype.from_string(text) if text.strip().startswith("|") else None
+
+    # -- benchmark ----------------------------------------------------------------------------
+    def open_benchmark(self, path: str | os.PathLike[str], column: str | None,
+                       dataset: str) -> BenchmarkLookup:
+        """The NAS-Bench-201 table ``path`` (:mod:`nasp.spaces.nb201.benchmark_table`)."""
+        return open_table(path, column, dataset)
+
+    # -- pictures -----------------------------------------------------------------------------
+    @classmethod
+    def picture_cells(cls, genotype: NB201Genotype) -> dict[str, str]:
+        return {CELL: "cell"}
+
+    @classmethod
+    def cell_dot(cls, genotype: NB201Genotype, cell: str = CELL) -> str:
+        return drawing.cell_dot(genotype)
+
+    @classmethod
+    def draw_cell(cls, genotype: NB201Genotype, cell: str, path: Path) -> None:
+        drawing.draw_cell(genotype, path)
+
+    @classmethod
+    def genotype_edges(cls, genotype: NB201Genotype) -> EdgeOps:
+        return drawing.genotype_edges(genotype)

@@ -1,0 +1,45 @@
+"""The search spaces by name: one line per space makes it known to the library and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from nasp.errors import GenotypeError
+from nasp.spaces.base import Genotype, SearchSpace
+from nasp.spaces.darts_cnn.space import DartsCNNSpace
+from nasp.spaces.nb201.space import NB201Space
+
+__all__ = ["DEFAULT_SPACE", "PRIMITIVE_SETS", "SPACES", "build_space", "space_of"]
+
+#: Space classes by registry name (``--space``); the first is the default.
+SPACES: dict[str, type[SearchSpace]] = {
+    DartsCNNSpace.name: DartsCNNSpace,
+    NB201Space.name: NB201Space,
+}
+
+#: The space searched when none is named.
+DEFAULT_SPACE: str = next(iter(SPACES))
+
+#: Every space's candidate op sets by name (``--primitives``): per cell type, its ops.
+PRIMITIVE_SETS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    name: ops for cls in SPACES.values() for name, ops in cls.primitive_sets.items()}
+
+
+def build_space(name: str = DEFAULT_SPACE, primitives: str | None = None) -> SearchSpace:
+    """The search space ``name`` with the named primitive set (default: the space's own)."""
+    try:
+        cls = SPACES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown search space {name!r}; choose one of {', '.join(SPACES)}") from None
+    return cls(cls.default_primitives if primitives is None else primitives)
+
+
+def space_of(genotype: Genotype) -> SearchSpace:
+    """The space ``genotype`` belongs to (named by its ``space``), with its default op set: for
+    the networks and pictures of the genotype, which take any of the space's ops."""
+    name = getattr(genotype, "space", None)
+    if not isinstance(name, str) or name not in SPACES:
+        raise GenotypeError(f"{type(genotype).__name__} is not a genotype of a known search space "
+                            f"({', '.join(SPACES)})")
+    return build_space(name)
