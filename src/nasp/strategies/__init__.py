@@ -1,31 +1,30 @@
 """Search strategies by name: ``nasp``, ``darts`` (first order), ``darts2`` (second order),
-``random`` (random search), ``random-ws`` (random search with weight sharing)."""
+``random`` (random search), ``random-ws`` (random search with weight sharing).
+
+Each module registers its strategies in :data:`nasp.registry.STRATEGIES` (``@STRATEGIES.register``);
+importing it here is the one line a new strategy adds (see :mod:`nasp.strategies.base`).
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from nasp.config import SearchConfig
+from nasp.registry import STRATEGIES
 from nasp.spaces.base import SearchSpace
-from nasp.strategies.base import Strategy
-from nasp.strategies.darts import DARTS, DARTS2
-from nasp.strategies.nasp import NASP
-from nasp.strategies.random import RandomSearch, SharedWeightRandomSearch
-
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (NASP, DARTS, DARTS2, RandomSearch, SharedWeightRandomSearch)}
+from nasp.strategies.base import ArchOptions, Strategy, StrategyOptions
+from nasp.strategies.darts import DARTS, DARTS2, DARTS2Options
+from nasp.strategies.nasp import NASP, NASPOptions
+from nasp.strategies.random import RandomOptions, RandomSearch, SharedWeightRandomSearch
 
 
 def build_strategy(name: str, space: SearchSpace, net: nn.Module,
                    config: SearchConfig) -> Strategy:
-    """The strategy ``name`` searching ``space`` with the supernet ``net``."""
-    try:
-        cls = STRATEGIES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
-    return cls(space, net, config)
+    """The strategy ``name`` searching ``space`` with the supernet ``net``; an unknown name is a
+    :class:`~nasp.errors.ConfigError` that lists the known ones."""
+    return STRATEGIES.lookup(name)(space, net, config)
 
 
-__all__ = ["DARTS", "DARTS2", "NASP", "STRATEGIES", "RandomSearch", "SharedWeightRandomSearch",
-           "Strategy", "build_strategy"]
+__all__ = ["DARTS", "DARTS2", "NASP", "STRATEGIES", "ArchOptions", "DARTS2Options", "NASPOptions",
+           "RandomOptions", "RandomSearch", "SharedWeightRandomSearch", "Strategy",
+           "StrategyOptions", "build_strategy"]
