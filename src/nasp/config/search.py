@@ -247,8 +247,6 @@ def _same(value: Any, default: Any) -> bool:
     sequences item by item, a bool only as a bool)."""
     if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
         return len(value) == len(default) and all(map(_same, value, default))
-    if isinstance(value, bool) or isinstance(default, bool):
-        return value is default
     if _is_number(value) and _is_number(default):
         return value == default
     return type(value) is type(default) and value == default
