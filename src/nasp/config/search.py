@@ -122,7 +122,7 @@ class SearchConfig(_Config):
     # the strategy's options (an instance of STRATEGIES[strategy].Options)
     options: StrategyOptions = dataclasses.field(default=None, metadata={"cli": False})
 
-    def __init__(self, options: StrategyOptions | None = None, **values: Any):
+    def __init__(self, *, options: StrategyOptions | None = None, **values: Any):
         own = _run_fields()
         unknown = [k for k in values if k not in own and k not in _option_takers()]
         if unknown:
