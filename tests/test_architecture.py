@@ -21,13 +21,19 @@ from nasp.spaces import SPACES
 ROOT = Path(nasp.__file__).resolve().parent
 SPACES_DIR = ROOT / "spaces"
 
-#: Import circles on their way out, each as the set of modules it may join. config <-> strategies:
-#: config.base looks up the strategies' names and the strategies read SearchConfig; the
-#: strategies' own option dataclasses remove it. The merge that removes a circle empties its entry.
-KNOWN_CIRCLES: list[frozenset[str]] = [frozenset({
-    "nasp.config", "nasp.config.base", "nasp.config.presets", "nasp.config.search",
-    "nasp.config.train", "nasp.strategies", "nasp.strategies.base", "nasp.strategies.darts",
-    "nasp.strategies.nasp", "nasp.strategies.random"})]
+#: The floors of the house (docs/architecture.md), lowest first: a module may import modules of
+#: its own package and of lower floors only. data and tasks stand beside core.
+FLOORS: dict[str, int] = {
+    "nasp.errors": 0, "nasp.registry": 0,
+    "nasp.runtime": 1,
+    "nasp.core": 2, "nasp.data": 2, "nasp.tasks": 2,
+    "nasp.spaces": 3,
+    "nasp.config": 4,
+    "nasp.strategies": 5,
+    "nasp.engine": 6,
+    "nasp.apps": 7,
+    "nasp": 8, "nasp.__main__": 8,  # the package face and `python -m nasp`
+}
 
 
 # --------------------------------------------------------------------------- import circles
@@ -116,15 +122,10 @@ def import_circles(edges: dict[str, set[str]]) -> list[set[str]]:
     return found
 
 
-def unexpected_circles(edges: dict[str, set[str]]) -> list[set[str]]:
-    """Circles not within one of :data:`KNOWN_CIRCLES`."""
-    return [c for c in import_circles(edges) if not any(c <= known for known in KNOWN_CIRCLES)]
-
-
 def test_no_import_circle():
     edges = import_graph(package_modules())
     assert "nasp.spaces" in edges["nasp.engine.search"]  # the graph is read
-    circles = unexpected_circles(edges)
+    circles = import_circles(edges)
     assert not circles, "import circles: " + "; ".join(", ".join(sorted(c)) for c in circles)
 
 
@@ -134,7 +135,52 @@ def test_the_circle_finder_finds_a_circle():
     # a new arrow that closes a loop through spaces and engine is caught
     edges = import_graph(package_modules())
     edges["nasp.spaces.base"].add("nasp.engine.search")
-    assert any("nasp.spaces.base" in c for c in unexpected_circles(edges))
+    assert any("nasp.spaces.base" in c for c in import_circles(edges))
+
+
+def floor_of(module: str) -> int:
+    """The floor of ``module``: that of its longest prefix in :data:`FLOORS`."""
+    name = module
+    while name not in FLOORS:
+        if "." not in name:
+            raise AssertionError(f"{module} is on no floor: add its package to FLOORS")
+        name = name.rpartition(".")[0]
+    return FLOORS[name]
+
+
+def arrows_against_the_floors(edges: dict[str, set[str]]) -> list[str]:
+    """Imports from a lower floor to a higher one, and between two packages of one floor."""
+    def package(m: str) -> str:
+        return ".".join(m.split(".")[:2])
+    bad = []
+    for module, targets in sorted(edges.items()):
+        for target in sorted(targets):
+            up = floor_of(target) > floor_of(module)
+            side = (floor_of(target) == floor_of(module) and package(target) != package(module)
+                    and floor_of(module) > 0)
+            if up or side:
+                bad.append(f"{module} -> {target}")
+    return bad
+
+
+def test_imports_go_down_the_floors():
+    """command line -> engine -> strategies -> config -> spaces -> core; data and tasks beside
+    core; runtime helpers, errors and registries at the bottom."""
+    edges = import_graph(package_modules())
+    assert set(edges) and all(floor_of(m) >= 0 for m in edges)  # every module has a floor
+    bad = arrows_against_the_floors(edges)
+    assert not bad, "imports against the floors: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("module, target", [
+    ("nasp.core.mixed", "nasp.spaces.base"), ("nasp.spaces.base", "nasp.config.search"),
+    ("nasp.strategies.base", "nasp.engine.session"), ("nasp.runtime.device", "nasp.core.ops"),
+    ("nasp.data.base", "nasp.tasks.classification"), ("nasp.errors", "nasp.runtime.atomic"),
+])
+def test_the_floor_check_finds_an_upward_arrow(module, target):
+    edges = import_graph(package_modules())
+    edges[module].add(target)
+    assert f"{module} -> {target}" in arrows_against_the_floors(edges)
 
 
 # ------------------------------------------------------------------- space names outside spaces

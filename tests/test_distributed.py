@@ -60,7 +60,8 @@ def _strategy_steps(name: str, steps: int, rows: slice, bn: str = "local") -> di
     net = convert_batchnorm(space.build_supernet(3, 5, layers=3, channels=4)
                                         .double(), bn == "sync")
     net.train(bn != "absent")
-    config = SearchConfig(layers=3, channels=4, strategy=name, init_noise=1e-3, device="cpu")
+    noise = {"init_noise": 1e-3} if name == "nasp" else {}  # an option of NASP alone
+    config = SearchConfig(layers=3, channels=4, strategy=name, device="cpu", **noise)
     strategy = build_strategy(name, space, net, config)
     for step in range(steps):
         (xt, yt), (xv, yv) = _global_batch(step, 0), _global_batch(step, 1)

@@ -70,7 +70,7 @@ def test_random_selection_is_uniform():
 def test_lookup_scores_every_candidate_and_keeps_the_best(tiny):
     space, net, _, _ = tiny
     scores = iter([0.3, None, 0.7, 0.7, 0.1])
-    strategy = RandomSearch(space, net, tiny_config(epochs=2, random_samples=5),
+    strategy = RandomSearch(space, net, tiny_config(strategy="random", epochs=2, random_samples=5),
                             scorer=lambda genotype: next(scores))
     assert not strategy.trains
     assert strategy.genotype() == space.genotype_of(strategy.candidates[0])  # nothing scored
@@ -94,7 +94,7 @@ def test_lookup_scores_every_candidate_and_keeps_the_best(tiny):
 
 def test_training_resets_weights_and_schedule_per_candidate(tiny, one_thread):
     space, net, train, val = tiny
-    strategy = RandomSearch(space, net, tiny_config(epochs=3, random_samples=2))
+    strategy = RandomSearch(space, net, tiny_config(strategy="random", epochs=3, random_samples=2))
     initial = {k: v.clone() for k, v in net.state_dict().items()}
     assert [strategy.owner(e) for e in range(3)] == [0, 0, 1]
     strategy.begin_epoch(0)
@@ -144,7 +144,7 @@ def test_training_resets_weights_and_schedule_per_candidate(tiny, one_thread):
 
 def test_state_dict_round_trip(tiny):
     space, net, _, _ = tiny
-    config = tiny_config(epochs=2, random_samples=3)
+    config = tiny_config(strategy="random", epochs=2, random_samples=3)
     a = RandomSearch(space, net, config, scorer=sep_conv_share)
     a.begin_epoch(0)
     a.end_epoch()
@@ -157,8 +157,10 @@ def test_state_dict_round_trip(tiny):
 def test_more_samples_than_epochs_needs_a_table(tiny):
     space, net, _, _ = tiny
     with pytest.raises(ConfigError, match="--random-samples 4 is more than --epochs 2"):
-        build_strategy("random", space, net, tiny_config(epochs=2, random_samples=4))
-    RandomSearch(space, net, tiny_config(epochs=2, random_samples=4), scorer=sep_conv_share)
+        build_strategy("random", space, net,
+                       tiny_config(strategy="random", epochs=2, random_samples=4))
+    RandomSearch(space, net, tiny_config(strategy="random", epochs=2, random_samples=4),
+                 scorer=sep_conv_share)
 
 
 def test_search_loop_by_lookup_runs_no_training(tmp_path, monkeypatch, one_thread):
@@ -205,7 +207,8 @@ def test_random_ws_scores_with_the_shared_weights_and_rescores_the_best(tiny):
     scored by the loop's evaluation with the current weights; the best is the argmax of those
     fresh scores; no table is read even when one is configured."""
     space, net, train, val = tiny
-    strategy = build_strategy("random-ws", space, net, tiny_config(epochs=2, random_samples=4))
+    strategy = build_strategy("random-ws", space, net,
+                              tiny_config(strategy="random-ws", epochs=2, random_samples=4))
     assert strategy.trains and strategy.scorer is None
     calls = []
     table = {0: [0.3], 1: [0.5, 0.2], 2: [0.4], 3: [0.1]}  # candidate -> successive scores

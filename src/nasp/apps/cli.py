@@ -14,8 +14,18 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from nasp.apps.arguments import add_options, add_strategy_options, given
 from nasp.apps.export import FORMATS
-from nasp.config import PRESETS, TRAIN_PRESETS, describe_preset, load_config, preset, train_preset
+from nasp.config import (
+    PRESETS,
+    TRAIN_PRESETS,
+    SearchConfig,
+    TrainConfig,
+    describe_preset,
+    load_config,
+    preset,
+    train_preset,
+)
 from nasp.data import DATASETS
 from nasp.errors import (
     BenchmarkError,
@@ -28,63 +38,21 @@ from nasp.errors import (
     RunDirError,
     RunFailedError,
 )
-from nasp.spaces import DEFAULT_SPACE, PRIMITIVE_SETS, SPACES, builtin_genotypes, space_of
-from nasp.strategies import STRATEGIES
+from nasp.registry import STRATEGIES
+from nasp.spaces import (
+    DEFAULT_SPACE,
+    SPACES,
+    builtin_genotypes,
+    primitive_sets_help,
+    primitives_help,
+    space_of,
+)
 
 USER_ERRORS = (ConfigError, DatasetError, GenotypeError, RunDirError, CheckpointError,
                ExportError, MissingExtraError, BenchmarkError, RunFailedError)
 
 
-def _device_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
-    """--device, --memory-format, --precision (``default`` None: the config's value)."""
-    p.add_argument("--device", default=default, help="cpu, cuda, cuda:N or auto (default)")
-    p.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"],
-                   default=default,
-                   help="tensor layout (auto: channels_last on CPU, contiguous on CUDA)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=default,
-                   help="autocast precision (auto: bf16 on CUDA, fp32 on CPU)")
-
-
-def _run_options(p: argparse.ArgumentParser) -> None:
-    """--checkpoint-every, --deterministic and --sync-bn (nasp.runtime.distributed); None when not
-    given: the config's value."""
-    p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="also write the resume checkpoint every N steps (default 0: only at the "
-                        "end of each epoch)")
-    p.add_argument("--deterministic", action="store_true", default=None,
-                   help="deterministic algorithms only (torch.use_deterministic_algorithms; on "
-                        "CUDA also cuDNN and cuBLAS settings): the same config gives the same "
-                        "result, on the same hardware and software")
-    p.add_argument("--sync-bn", action="store_true", default=None,
-                   help="under torchrun: BatchNorm statistics of the global batch across all "
-                        "processes (SyncBatchNorm on CUDA); no effect in a single process")
-
-
-def _space_help() -> str:
-    """--space's help, from the spaces' own descriptions."""
-    return "; ".join(f"{name}{' (default)' if name == DEFAULT_SPACE else ''}: {cls.description}"
-                     for name, cls in SPACES.items())
-
-
-def _primitives_help(what: str) -> str:
-    """--primitives' help: each space's default set."""
-    return (f"{what} (default: the space's own: "
-            + ", ".join(f"{cls.default_primitives} on {name}" for name, cls in SPACES.items())
-            + ")")
-
-
-def _space_sets() -> str:
-    """The op sets of every space, for help texts."""
-    return "; ".join(f"--space {name}: {', '.join(cls.primitive_sets)}"
-                     for name, cls in SPACES.items())
-
-
-def _benchmark_help() -> str:
-    """--benchmark's help, from the spaces that have a benchmark table."""
-    return (f"--space {' or '.join(n for n, c in SPACES.items() if c.has_benchmark)}: log the "
-            f"benchmark accuracy of the genotype every epoch, looked up in PATH ("
-            + "; ".join(f"{n}: {c.benchmark_about}" for n, c in SPACES.items() if c.has_benchmark)
-            + ")")
+_DEVICE_OPTIONS = ("device", "memory_format", "precision")
 
 
 def _genotype_forms() -> str:
@@ -110,62 +78,7 @@ def _search_parser(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help=_preset_help("cpu"))
     p.add_argument("--config", metavar="FILE",
                    help="start from a config.yaml (e.g. RUN_DIR/config.yaml) instead of a preset")
-    p.add_argument("--strategy", choices=sorted(STRATEGIES))
-    p.add_argument("--space", choices=sorted(SPACES), help=_space_help())
-    p.add_argument("--dataset", choices=sorted(DATASETS))
-    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
-    p.add_argument("--subset", type=int, metavar="N",
-                   help="use only N training images, a class-stratified sample drawn with "
-                        "--seed (cut in two stratified halves)")
-    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
-                   help=_primitives_help(f"candidate op set ({_space_sets()})"))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--layers", type=int, help="cells in the supernet")
-    p.add_argument("--channels", type=int, help="initial channels C")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--cutout", type=int, metavar="PIXELS", help="cutout size (0 = off)")
-    p.add_argument("--size-penalty", type=float, metavar="LAMBDA",
-                   help="NASP model-size regulariser weight lambda (default 0)")
-    p.add_argument("--arch-mode", choices=["sparse", "reference"],
-                   help="NASP architecture step: sparse (fast, default) or reference (every op "
-                        "with autograd, as the original code)")
-    p.add_argument("--init-noise", type=float, metavar="STD",
-                   help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
-    p.add_argument("--a-lr", type=float, metavar="LR",
-                   help="architecture step size (Adam learning rate; default 3e-4)")
-    p.add_argument("--a-lr-schedule", choices=["constant", "cosine"],
-                   help="architecture lr: constant (default) or a cosine from --a-lr towards 0 "
-                        "over the epochs after the warm-up")
-    p.add_argument("--warmup-epochs", type=int, metavar="N",
-                   help="NASP, DARTS: the first N epochs make no architecture step and train "
-                        "uniformly drawn paths of the supernet instead (default 0)")
-    p.add_argument("--arch-grad", choices=["plain", "centered"],
-                   help="NASP: the architecture gradient dL/dA_bar as it is (plain, the paper; "
-                        "default) or centered per edge (minus the mean over the edge's ops)")
-    p.add_argument("--path-mix", type=float, metavar="P",
-                   help="NASP: after the warm-up, the share of weight steps that train a "
-                        "uniformly drawn path instead of the selected child (default 0)")
-    p.add_argument("--unselected-weights", choices=["decay", "frozen"],
-                   help="weights of ops a step does not run: decay (a zero gradient, so weight "
-                        "decay and momentum still act, as the reference code; default) or "
-                        "frozen (untouched)")
-    p.add_argument("--nasp-cell", choices=["projection", "softmax"],
-                   help="NASP: the cell returned: projection (the trained child at "
-                        "prox_C1(A); default) or softmax (the DARTS derivation on softmax(A), "
-                        "as the released code)")
-    p.add_argument("--arch-update", choices=["lazy", "plain"],
-                   help="NASP: lazy proximal iteration (the paper's Algorithm 2, default) or "
-                        "plain proximal gradient on the discrete architecture (Algorithm 1)")
-    p.add_argument("--benchmark", metavar="PATH", help=_benchmark_help())
-    p.add_argument("--benchmark-column", metavar="NAME",
-                   help="the benchmark's accuracy column to report (default: the one of "
-                        "--dataset: cifar10, cifar100; needed for other data sets)")
-    p.add_argument("--random-samples", type=int, metavar="K",
-                   help="random search: architectures sampled (default one per epoch)")
-    p.add_argument("--seed", type=int)
-    _device_options(p)
-    _run_options(p)
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search-...)")
+    p.set_defaults(config_options=add_options(p, SearchConfig) + add_strategy_options(p))
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
     p.add_argument("--resume", nargs="?", const="", metavar="RUN_DIR",
@@ -179,17 +92,7 @@ def _search_parser(sub) -> None:
 def _cmd_search(args: argparse.Namespace) -> int:
     from nasp.engine.search import resume_search, search
 
-    overrides = {
-        name: getattr(args, name)
-        for name in ("strategy", "space", "dataset", "data_dir", "subset", "primitives",
-                     "epochs", "layers", "channels", "batch_size", "cutout", "size_penalty",
-                     "arch_mode", "init_noise", "a_lr", "a_lr_schedule", "warmup_epochs",
-                     "path_mix", "arch_grad",
-                     "unselected_weights", "nasp_cell", "arch_update", "random_samples", "seed",
-                     "device",
-                     "memory_format", "precision", "checkpoint_every", "deterministic", "sync_bn",
-                     "out", "benchmark", "benchmark_column")
-    }
+    overrides = given(args, args.config_options)
     options = dict(progress=not args.no_progress, plots=not args.no_plots)
     if args.resume is not None:
         run_dir = args.resume or args.out
@@ -210,12 +113,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_OPTIONS = ("dataset", "data_dir", "subset", "network", "epochs", "layers", "channels",
-                  "batch_size", "lr", "cutout", "drop_path", "auxiliary_weight",
-                  "label_smoothing", "seed", "device", "memory_format", "precision",
-                  "checkpoint_every", "deterministic", "sync_bn", "out")
-
-
 def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train a cell's network from scratch",
@@ -230,28 +127,7 @@ def _train_parser(sub) -> None:
                    help="starting configuration: tiny (seconds), quick (default), paper "
                         "(CIFAR-10, 20 cells, C 36, 600 epochs), imagenet (image folder of "
                         "224x224 images, 14 cells, C 48, 250 epochs)")
-    p.add_argument("--dataset", choices=sorted(DATASETS))
-    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
-    p.add_argument("--subset", type=int, metavar="N",
-                   help="train on N training images only, a class-stratified sample drawn with "
-                        "--seed")
-    p.add_argument("--network", choices=["cifar", "imagenet"],
-                   help="cifar: 3x3 stem (default); imagenet: three stride-2 stem convolutions")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--layers", type=int, help="cells in the network")
-    p.add_argument("--channels", type=int, help="initial channels C")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="initial learning rate")
-    p.add_argument("--cutout", type=int, metavar="PIXELS", help="cutout size (0 = off)")
-    p.add_argument("--drop-path", type=float, metavar="P",
-                   help="final drop-path probability, ramped up linearly (0 = off)")
-    p.add_argument("--auxiliary-weight", type=float, metavar="W",
-                   help="weight of the auxiliary head's loss (0 = no auxiliary head)")
-    p.add_argument("--label-smoothing", type=float, metavar="EPS")
-    p.add_argument("--seed", type=int)
-    _device_options(p)
-    _run_options(p)
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/train-...)")
+    p.set_defaults(config_options=add_options(p, TrainConfig))
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
     p.add_argument("--resume", action="store_true",
@@ -266,7 +142,7 @@ def _train_parser(sub) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from nasp.engine.train import resume, train
 
-    overrides = {name: getattr(args, name) for name in _TRAIN_OPTIONS}
+    overrides = given(args, args.config_options)
     options = dict(progress=not args.no_progress, tensorboard=args.tensorboard,
                    plots=not args.no_plots)
     if args.resume:
@@ -415,7 +291,7 @@ def _bench_parser(sub) -> None:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--primitives", choices=sorted(SPACES[DEFAULT_SPACE].primitive_sets),
                    default=SPACES[DEFAULT_SPACE].default_primitives)
-    _device_options(p, default="auto")
+    add_options(p, SearchConfig, _DEVICE_OPTIONS, default="auto")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"which to run (default all: {', '.join(VARIANTS)})")
     p.add_argument("--repeats", type=int, default=5)
@@ -445,11 +321,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMPARE_SEARCH_OPTIONS = ("space", "dataset", "data_dir", "subset", "primitives", "epochs",
-                           "layers", "channels", "batch_size", "cutout", "random_samples",
-                           "benchmark", "benchmark_column", "device", "memory_format", "precision")
-_COMPARE_TRAIN_OPTIONS = ("epochs", "layers", "channels", "batch_size", "subset", "lr", "cutout",
-                          "drop_path", "auxiliary_weight")
+#: The search options nasp compare takes (the same for every strategy), with the help texts that
+#: differ from nasp search's; the strategy options it takes (each given to the strategies that
+#: take it); the train options it takes (as --train-NAME).
+_COMPARE_SEARCH_OPTIONS = {
+    "space": None, "dataset": "data set of the searches and of the training", "data_dir": None,
+    "subset": "search on N training images only, a class-stratified sample drawn with each seed",
+    "primitives": primitives_help("candidate op set of every strategy without its own in "
+                                  "--strategy-primitives"),
+    "epochs": "search epochs (the budget of every strategy)", "layers": None,
+    "channels": "initial channels of the supernet", "batch_size": None, "cutout": None,
+    "benchmark": "final accuracy = the derived genotype's accuracy in this benchmark table (no "
+                 "training; random search is scored by it too; default: the search "
+                 "configuration's benchmark)",
+    "benchmark_column": "the benchmark's accuracy column (default: the one of --dataset)",
+    **dict.fromkeys(_DEVICE_OPTIONS)}
+_COMPARE_STRATEGY_OPTIONS = ("random_samples",)
+_COMPARE_TRAIN_OPTIONS = {
+    "epochs": None, "layers": None, "channels": None, "batch_size": None,
+    "subset": "train on N training images only, a class-stratified sample drawn with each seed",
+    "lr": None, "cutout": None, "drop_path": None, "auxiliary_weight": None}
 
 
 def _compare_parser(sub) -> None:
@@ -473,47 +364,19 @@ def _compare_parser(sub) -> None:
                    help="search " + _preset_help("cpu"))
     p.add_argument("--config", metavar="FILE",
                    help="start the search configuration from a config.yaml instead")
-    p.add_argument("--space", choices=sorted(SPACES))
-    p.add_argument("--dataset", choices=sorted(DATASETS),
-                   help="data set of the searches and of the training")
-    p.add_argument("--data-dir", metavar="DIR", help="where the data set lives (or goes)")
-    p.add_argument("--subset", type=int, metavar="N",
-                   help="search on N training images only, a class-stratified sample drawn "
-                        "with each seed")
-    p.add_argument("--primitives", choices=sorted(PRIMITIVE_SETS),
-                   help=_primitives_help("candidate op set of every strategy without its own "
-                                         "in --strategy-primitives"))
+    p.set_defaults(search_options=add_options(
+        p, SearchConfig, _COMPARE_SEARCH_OPTIONS,
+        help={k: v for k, v in _COMPARE_SEARCH_OPTIONS.items() if v}))
     p.add_argument("--strategy-primitives", nargs="+", metavar="STRATEGY=SET",
                    help="a strategy's own candidate op set, e.g. darts=darts darts2=darts to "
                         "run DARTS on its 8 ops (with none) beside NASP on darts-7 "
-                        f"(sets: {_space_sets()})")
-    p.add_argument("--epochs", type=int, help="search epochs (the budget of every strategy)")
-    p.add_argument("--layers", type=int, help="cells in the supernet")
-    p.add_argument("--channels", type=int, help="initial channels of the supernet")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--cutout", type=int, metavar="PIXELS")
-    p.add_argument("--random-samples", type=int, metavar="K",
-                   help="random search: architectures sampled (default one per epoch)")
-    _device_options(p)
-    p.add_argument("--benchmark", metavar="PATH",
-                   help="final accuracy = the derived genotype's accuracy in this benchmark "
-                        "table (no training; random search is scored by it too; default: the "
-                        "search configuration's benchmark)")
-    p.add_argument("--benchmark-column", metavar="NAME",
-                   help="the benchmark's accuracy column (default: the one of --dataset)")
+                        f"(sets: {primitive_sets_help()})")
+    p.set_defaults(strategy_options=add_strategy_options(p, _COMPARE_STRATEGY_OPTIONS))
     p.add_argument("--train-preset", choices=sorted(TRAIN_PRESETS), default="quick",
                    help="train-from-scratch configuration to start from (default quick)")
-    p.add_argument("--train-epochs", type=int)
-    p.add_argument("--train-layers", type=int)
-    p.add_argument("--train-channels", type=int)
-    p.add_argument("--train-batch-size", type=int)
-    p.add_argument("--train-subset", type=int, metavar="N",
-                   help="train on N training images only, a class-stratified sample drawn "
-                        "with each seed")
-    p.add_argument("--train-lr", type=float)
-    p.add_argument("--train-cutout", type=int, metavar="PIXELS")
-    p.add_argument("--train-drop-path", type=float, metavar="P")
-    p.add_argument("--train-auxiliary-weight", type=float, metavar="W")
+    p.set_defaults(train_options=add_options(
+        p, TrainConfig, _COMPARE_TRAIN_OPTIONS, prefix="train_",
+        help={k: v for k, v in _COMPARE_TRAIN_OPTIONS.items() if v}))
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_compare)
 
@@ -523,7 +386,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     from nasp.apps.compare import ComparePlan, run_comparison
 
-    overrides = {name: getattr(args, name) for name in _COMPARE_SEARCH_OPTIONS}
+    overrides = given(args, args.search_options)
     if args.config:
         search_config = load_config(args.config).replace(**overrides)
     else:
@@ -534,12 +397,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         train_config = train_preset(
             args.train_preset, dataset=search_config.dataset, data_dir=search_config.data_dir,
             device=args.device, memory_format=args.memory_format, precision=args.precision,
-            **{name: getattr(args, "train_" + name) for name in _COMPARE_TRAIN_OPTIONS})
+            **given(args, args.train_options, "train_"))
     plan = ComparePlan(strategies=tuple(args.strategies), seeds=tuple(args.seeds),
                        search=dataclasses.replace(search_config, out=None), out=Path(args.out),
                        train=train_config, benchmark=benchmark,
                        command=shlex.join(["nasp", *args.argv]),
-                       strategy_primitives=_strategy_primitives(args.strategy_primitives))
+                       strategy_primitives=_strategy_primitives(args.strategy_primitives),
+                       strategy_options=given(args, args.strategy_options))
     run_comparison(plan, progress=not args.no_progress)
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0

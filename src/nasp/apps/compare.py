@@ -45,7 +45,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,10 @@ from nasp.engine.checkpoints import LAST
 from nasp.engine.search import search
 from nasp.engine.train import resume, train
 from nasp.errors import ConfigError, MissingExtraError
+from nasp.registry import STRATEGIES
 from nasp.runtime.atomic import atomic_write_bytes, atomic_write_text
 from nasp.runtime.extras import require
 from nasp.spaces import Genotype, genotype_from_dict, open_benchmark
-from nasp.strategies import STRATEGIES
 
 __all__ = ["ComparePlan", "plot_accuracy_vs_time", "report_markdown", "run_comparison",
            "summarise", "write_report"]
@@ -80,6 +80,8 @@ class ComparePlan:
     are set per run), unused when ``benchmark`` names a table; ``command`` is recorded in the
     report as given. ``strategy_primitives`` maps a strategy to its own candidate op set (a
     name of :data:`nasp.spaces.PRIMITIVE_SETS`); the others search on ``search.primitives``.
+    ``strategy_options`` holds values of strategy options (``random_samples``...), each given to
+    the strategies that take it (None: left as ``search`` has it).
     """
 
     strategies: tuple[str, ...]
@@ -90,6 +92,7 @@ class ComparePlan:
     benchmark: str | None = None
     command: str = ""
     strategy_primitives: dict[str, str] = field(default_factory=dict)
+    strategy_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.strategies or not self.seeds:
@@ -134,9 +137,13 @@ class ComparePlan:
                 f"{self.train.channels})")
 
     def search_config(self, strategy: str, seed: int) -> SearchConfig:
+        takes = ({f.name for f in fields(STRATEGIES[strategy].Options)}
+                 if strategy in STRATEGIES else set())
         config = self.search.replace(strategy=strategy, seed=seed,
                                      primitives=self.strategy_primitives.get(strategy),
-                                     out=str(self.run_dir(strategy, seed) / "search"))
+                                     out=str(self.run_dir(strategy, seed) / "search"),
+                                     **{k: v for k, v in self.strategy_options.items()
+                                        if k in takes})
         if self.benchmark:
             config = config.replace(benchmark=self.benchmark)
         return config
@@ -350,13 +357,20 @@ def report_markdown(plan: ComparePlan, rows: Sequence[dict[str, Any]], plot: str
                      for strategy in plan.strategies)
     lines += ["## Configuration", "",
               f"Search (strategy, seed and out set per run; candidate op sets (primitives): "
-              f"{sets}):", "", "```yaml", plan.search.to_yaml().rstrip(), "```", ""]
+              f"{sets}{_given_options(plan)}):", "", "```yaml", plan.search.to_yaml().rstrip(),
+              "```", ""]
     if plan.benchmark:
         lines += [f"Benchmark table: `{plan.benchmark}`", ""]
     else:
         lines += ["Train from scratch (data set from the search; seed and out set per run):",
                   "", "```yaml", plan.train.to_yaml().rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _given_options(plan: ComparePlan) -> str:
+    """``; random_samples 4 for the strategies that take it``: the plan's strategy options."""
+    given = [f"{k} {v}" for k, v in plan.strategy_options.items() if v is not None]
+    return f"; {', '.join(given)} for the strategies that take it" if given else ""
 
 
 def plot_accuracy_vs_time(rows: Sequence[dict[str, Any]], path: Path) -> Path:

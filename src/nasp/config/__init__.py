@@ -5,6 +5,11 @@ A search is fully described by a :class:`SearchConfig`, a train-from-scratch run
 search preset has values per search space, :class:`Preset`), overrides the options given on it,
 and writes the resolved config into the run directory as ``config.yaml``; :func:`load_config`
 reads it back. A bad option or config file is a :class:`~nasp.errors.ConfigError` naming it.
+
+Every option is declared once, as a dataclass field with its help text, metavar and choices
+(:func:`nasp.config.options.option`); the command line is made from these declarations. A search
+strategy declares its own options (:class:`nasp.config.options.StrategyOptions`); a
+:class:`SearchConfig` holds those of its strategy in ``options``.
 """
 
 from nasp.config.presets import PRESETS, Preset, describe_preset, preset

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 import re
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,39 @@ def _known_names() -> dict[str, tuple[str, ...]]:
     modules that fill the registries.
     """
     from nasp.data import DATASETS
+    from nasp.registry import STRATEGIES
     from nasp.spaces import SPACES
-    from nasp.strategies import STRATEGIES
 
     sets = {name for cls in SPACES.values() for name in cls.primitive_sets}
     return {"strategy": tuple(sorted(STRATEGIES)), "space": tuple(sorted(SPACES)),
             "primitives": tuple(sorted(sets)), "dataset": tuple(sorted(DATASETS))}
+
+
+def _flag(name: str) -> str:
+    """``--a-lr`` for ``a_lr``: an option's name on the command line (and in messages)."""
+    return "--" + name.replace("_", "-")
+
+
+def _choices_of(f: Field) -> tuple[str, ...] | None:
+    """The values field ``f`` allows (its ``choices`` metadata: a tuple, or the name of a
+    registry, whose names are given sorted), or None for any value."""
+    choices = f.metadata.get("choices")
+    if isinstance(choices, str):
+        return _known_names()[choices]
+    return choices
+
+
+def _check_choices(obj: Any, names: tuple[str, ...] | None = None) -> None:
+    """Raise :class:`ConfigError` when a field of dataclass ``obj`` (of those in ``names``, if
+    given) that has choices holds another value."""
+    for f in fields(obj):
+        if names is not None and f.name not in names:
+            continue
+        allowed = _choices_of(f)
+        value = getattr(obj, f.name)
+        if allowed is not None and (not isinstance(value, str) or value not in allowed):
+            raise ConfigError(f"{_flag(f.name)} must be one of {', '.join(allowed)}, got "
+                              f"{value!r}")
 
 
 class _Config:
@@ -83,10 +110,10 @@ class _Config:
         """A copy with ``changes`` applied (None values are ignored) and validated."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def _check_common(self, choices: dict[str, tuple[str, ...]]) -> None:
-        """Checks both configs need: network size, batch, epochs, seed, cutout, the data set,
-        paths and device names, device layout and precision, checkpoint interval and
-        determinism, and any further ``choices`` (option -> allowed values)."""
+    def _check_common(self) -> None:
+        """Checks both configs need: network size, batch, epochs, seed, cutout, paths and device
+        names, checkpoint interval and determinism, and the value of every field with choices
+        (the data set, device layout and precision...)."""
         for name in ("batch_size", "layers", "channels", "epochs"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -113,13 +140,12 @@ class _Config:
             raise ConfigError(f"deterministic must be true or false, got {self.deterministic!r}")
         if not isinstance(self.sync_bn, bool):
             raise ConfigError(f"sync_bn must be true or false, got {self.sync_bn!r}")
-        choices = {"memory_format": ("auto", "channels_last", "contiguous"),
-                   "precision": ("auto", "fp32", "bf16"), "dataset": _known_names()["dataset"],
-                   **choices}
-        for name, allowed in choices.items():
-            if not isinstance(getattr(self, name), str) or getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name.replace('_', '-')} must be one of "
-                                  f"{', '.join(allowed)}, got {getattr(self, name)!r}")
+        _check_choices(self)
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The keys a config file of this kind may hold."""
+        return {f.name for f in fields(cls)}
 
     def _check_sizes(self) -> None:
         """``layers`` and ``channels`` as the networks of the default search space take them
@@ -141,7 +167,7 @@ class _Config:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"{source} must be a mapping of option: value, got {_kind(data)}")
-        known = {f.name for f in fields(cls)}
+        known = cls.keys()
         unknown = sorted(_key(key) for key in data if key not in known)
         if unknown:
             raise ConfigError(f"{source} has unknown keys {', '.join(unknown)}; known keys are "

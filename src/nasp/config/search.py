@@ -1,21 +1,56 @@
-"""The configuration of a search run (:class:`SearchConfig`) and its file (``config.yaml``)."""
+"""The configuration of a search run (:class:`SearchConfig`) and its file (``config.yaml``).
+
+A search config holds the run's own options (what to search, data, network, schedule, the
+weight optimiser, device and run) and, in ``options``, those of its strategy: an instance of the
+strategy's options dataclass (:mod:`nasp.strategies.base`), looked up by name in
+:data:`nasp.registry.STRATEGIES`, so that this module imports no strategy.
+
+``config.yaml`` is flat: the run's keys (in declaration order), then the keys of the strategy's
+options. Reading a file (or keywords), a key that is another strategy's option is dropped when it
+holds that option's default (a file written by nasp 0.1, which listed every strategy's options; a
+preset made for another strategy); any other value is a :class:`ConfigError` naming the
+strategies that take it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from nasp.config.base import _check_numbers, _Config, _is_int, _is_number, _known_names, read_yaml
+from nasp.config.base import (
+    _check_choices,
+    _check_numbers,
+    _Config,
+    _flag,
+    _is_int,
+    _is_number,
+    read_yaml,
+)
+from nasp.config.options import RUN_OPTIONS, StrategyOptions, option
 from nasp.errors import ConfigError
-from nasp.spaces import DEFAULT_SPACE, SPACES
+from nasp.registry import STRATEGIES
+from nasp.spaces import (
+    DEFAULT_SPACE,
+    SPACES,
+    benchmark_help,
+    primitive_sets_help,
+    primitives_help,
+    space_help,
+)
 
 
-@dataclass
+@dataclass(init=False)
 class SearchConfig(_Config):
     """Everything a search run depends on. Defaults are the ``cpu`` preset.
+
+    ``options`` holds the strategy's options (an instance of its ``Options`` dataclass, by
+    default with its defaults). Keyword construction and :meth:`replace` take option keywords
+    too and route them there: ``SearchConfig(strategy="nasp", size_penalty=0.1)``; reading
+    ``config.size_penalty`` gives ``config.options.size_penalty`` (another strategy's option:
+    its default, as the file says).
 
     ``checkpoint_every``: besides the end of each epoch, write the resume checkpoint after every
     so many steps (0 = only at the end of each epoch). ``deterministic``: deterministic
@@ -23,63 +58,79 @@ class SearchConfig(_Config):
     """
 
     # what to search
-    strategy: str = "nasp"
-    space: str = DEFAULT_SPACE
-    primitives: str = "darts-7"
+    strategy: str = option("nasp", choices="strategy")
+    space: str = option(DEFAULT_SPACE, choices="space", help=space_help())
+    primitives: str = option(
+        SPACES[DEFAULT_SPACE].default_primitives, choices="primitives",
+        help=primitives_help(f"candidate op set ({primitive_sets_help()})"))
     # data
-    dataset: str = "digits"
-    data_dir: str | None = None
-    subset: int | None = None
-    batch_size: int = 64
-    cutout: int = 0
+    dataset: str = option(**RUN_OPTIONS["dataset"])
+    data_dir: str | None = option(**RUN_OPTIONS["data_dir"])
+    subset: int | None = option(
+        None, metavar="N",
+        help="use only N training images, a class-stratified sample drawn with --seed (cut in "
+             "two stratified halves)")
+    batch_size: int = option(**RUN_OPTIONS["batch_size"])
+    cutout: int = option(**RUN_OPTIONS["cutout"])
     # network
-    layers: int = 5
-    channels: int = 8
+    layers: int = option(5, help="cells in the supernet")
+    channels: int = option(8, help="initial channels C")
     # schedule
-    epochs: int = 12
+    epochs: int = option(12)
     # network weights: SGD, cosine lr from w_lr to w_lr_min over the epochs
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    # architecture parameters: Adam with coupled weight decay
-    a_lr: float = 3e-4
-    a_betas: tuple[float, float] = (0.5, 0.999)
-    a_weight_decay: float = 1e-3
-    a_lr_schedule: str = "constant"    # constant | cosine (over the epochs after the warm-up)
-    # DARTS second order: eps = hessian_radius / ||v|| in the finite-difference Hessian
-    hessian_radius: float = 0.01
-    # NASP
-    size_penalty: float = 0.0
-    arch_mode: str = "sparse"
-    init_noise: float = 0.0
-    arch_update: str = "lazy"          # lazy (Algorithm 2) | plain (Algorithm 1)
-    nasp_cell: str = "projection"      # the cell NASP returns: projection | softmax
-    arch_grad: str = "plain"           # NASP: dL/dA_bar as it is, or centered per edge
-    # NASP, DARTS: epochs of uniformly sampled paths before the first architecture step
-    warmup_epochs: int = 0
-    # NASP: share of weight steps after the warm-up that train a sampled path, not the child
-    path_mix: float = 0.0
+    w_lr: float = option(0.025, cli=False)
+    w_lr_min: float = option(0.001, cli=False)
+    w_momentum: float = option(0.9, cli=False)
+    w_weight_decay: float = option(3e-4, cli=False)
+    grad_clip: float = option(5.0, cli=False)
     # weights of ops a step does not run: decay (zero gradient) | frozen (no gradient)
-    unselected_weights: str = "decay"
+    unselected_weights: str = option(
+        "decay", choices=("decay", "frozen"),
+        help="weights of ops a step does not run: decay (a zero gradient, so weight decay and "
+             "momentum still act, as the reference code; default) or frozen (untouched)")
     # benchmark look-up (a space with a benchmark table: SearchSpace.open_benchmark): the table,
     # and the column to report (default: the column of `dataset`)
-    benchmark: str | None = None
-    benchmark_column: str | None = None
-    # random search: architectures sampled over the search (None: one per epoch)
-    random_samples: int | None = None
+    benchmark: str | None = option(None, metavar="PATH", help=benchmark_help())
+    benchmark_column: str | None = option(
+        None, metavar="NAME",
+        help="the benchmark's accuracy column to report (default: the one of --dataset: "
+             "cifar10, cifar100; needed for other data sets)")
     # run
-    seed: int = 0
-    device: str = "auto"
-    memory_format: str = "auto"
-    precision: str = "auto"
+    seed: int = option(**RUN_OPTIONS["seed"])
+    device: str = option(**RUN_OPTIONS["device"])
+    memory_format: str = option(**RUN_OPTIONS["memory_format"])
+    precision: str = option(**RUN_OPTIONS["precision"])
     # torchrun: BatchNorm statistics of the global batch across processes (nasp.runtime.distributed)
-    sync_bn: bool = False
-    out: str | None = None
+    sync_bn: bool = option(**RUN_OPTIONS["sync_bn"])
+    out: str | None = option(None, metavar="RUN_DIR",
+                             help="run directory (default runs/search-...)")
     # checkpoints and reproducibility (see nasp.engine.session)
-    checkpoint_every: int = 0
-    deterministic: bool = False
+    checkpoint_every: int = option(**RUN_OPTIONS["checkpoint_every"])
+    deterministic: bool = option(**RUN_OPTIONS["deterministic"])
+    # the strategy's options (an instance of STRATEGIES[strategy].Options)
+    options: StrategyOptions = dataclasses.field(default=None, metadata={"cli": False})
+
+    def __init__(self, *, options: StrategyOptions | None = None, **values: Any):
+        own = _run_fields()
+        unknown = [k for k in values if k not in own and k not in _option_takers()]
+        if unknown:
+            raise TypeError(f"SearchConfig() got an unexpected keyword argument {unknown[0]!r}")
+        for name, f in own.items():
+            object.__setattr__(self, name, values.pop(name, f.default))
+        _check_choices(self, ("strategy",))
+        cls = STRATEGIES[self.strategy].Options
+        if options is None:
+            options = cls()
+        elif type(options) is not cls:
+            raise ConfigError(f"--strategy {self.strategy} takes {cls.__name__}, got options "
+                              f"{options!r}")
+        taken = {f.name for f in fields(cls)}
+        for key, value in values.items():  # another strategy's options: their defaults only
+            if key not in taken:
+                _drop_foreign(key, value, self.strategy)
+        object.__setattr__(self, "options", dataclasses.replace(
+            options, **{k: v for k, v in values.items() if k in taken}))
+        self.__post_init__()
 
     def __post_init__(self):
         space = _space(self.space)
@@ -118,39 +169,107 @@ class SearchConfig(_Config):
                               "give --benchmark PATH too")
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` for a value no search can run with; store ``a_betas`` as
-        a tuple of floats."""
-        self._check_common({"arch_mode": ("sparse", "reference"),
-                            "arch_update": ("lazy", "plain"),
-                            "nasp_cell": ("projection", "softmax"),
-                            "arch_grad": ("plain", "centered"),
-                            "a_lr_schedule": ("constant", "cosine"),
-                            "unselected_weights": ("decay", "frozen"),
-                            **{k: v for k, v in _known_names().items() if k != "dataset"}})
+        """Raise :class:`ConfigError` for a value no search can run with; the strategy's options
+        check theirs (and may normalise them: ``a_betas`` becomes a tuple of floats)."""
+        self._check_common()
         if self.subset is not None and (not _is_int(self.subset) or self.subset < 2):
             raise ConfigError(f"--subset must be an integer of at least 2, got {self.subset!r}")
-        _check_numbers(self, ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip",
-                              "a_lr", "a_weight_decay", "hessian_radius", "size_penalty",
-                              "init_noise"), 0, "a non-negative number")
-        betas = self.a_betas
-        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
-                and all(_is_number(b) and 0 <= b < 1 for b in betas)):
-            raise ConfigError(f"a_betas must be a list of two numbers in [0, 1), got {betas!r}")
-        self.a_betas = tuple(float(b) for b in betas)
-        _check_numbers(self, ("path_mix",), 0, "a probability in [0, 1]", 1.0000001)
-        if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"--warmup-epochs must be an integer from 0 to --epochs - 1 "
-                              f"({self.epochs - 1}) so that some epochs search the "
-                              f"architecture, got {self.warmup_epochs!r}")
-        if self.random_samples is not None and (not _is_int(self.random_samples)
-                                                or self.random_samples < 1):
-            raise ConfigError(f"--random-samples must be a positive integer, got "
-                              f"{self.random_samples!r}")
+        _check_numbers(self, ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip"),
+                       0, "a non-negative number")
+        self.options.validate(self)
+
+    # -- the strategy's options, read and set as if they were the config's own ------------------
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options")
+        if options is not None and name in _names(options):
+            return getattr(options, name)
+        takers = _option_takers().get(name) if not name.startswith("__") else None
+        if takers:  # another strategy's option: its default, as config.yaml says
+            return next(iter(takers.values()))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        options = self.__dict__.get("options")
+        if name in _run_fields() or name == "options" or options is None:
+            object.__setattr__(self, name, value)
+        elif name in _names(options):
+            setattr(options, name, value)
+        elif name in _option_takers():
+            raise AttributeError(_foreign_message(name, value, self.strategy))
+        else:
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        """The run's keys and every registered strategy's option keys."""
+        return set(_run_fields()) | set(_option_takers())
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        """A copy with ``changes`` applied (None values are ignored) and validated; ``changes``
+        may name options of the (new) strategy. A new strategy keeps the options it shares with
+        the old one (``a_lr`` from NASP to DARTS) and drops the others."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        options = changes.pop("options", self.options)
+        strategy = changes.get("strategy", self.strategy)
+        cls = STRATEGIES[strategy].Options if strategy in STRATEGIES else type(options)
+        if type(options) is not cls:
+            shared = _names(options)
+            options = cls(**{f.name: getattr(options, f.name) for f in fields(cls)
+                             if f.name in shared})
+        return SearchConfig(**{**{n: getattr(self, n) for n in _run_fields()}, **changes},
+                            options=options)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["a_betas"] = list(self.a_betas)
-        return d
+        """The flat mapping ``config.yaml`` holds (see the module docstring); tuples as lists."""
+        keys = [*_run_fields(), *_names(self.options)]
+        return {k: _plain(getattr(self, k)) for k in keys}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _names(options: Any) -> list[str]:
+    """The option names of an options dataclass (or class), in declaration order."""
+    return [f.name for f in fields(options)]
+
+
+def _run_fields() -> dict[str, Field]:
+    """The run's own fields of :class:`SearchConfig` (all but ``options``), by name."""
+    return {f.name: f for f in fields(SearchConfig) if f.name != "options"}
+
+
+def _option_takers() -> dict[str, dict[str, Any]]:
+    """Every registered strategy's option -> {strategy that takes it: its default there}."""
+    takers: dict[str, dict[str, Any]] = {}
+    for name, strategy in STRATEGIES.items():
+        for f in fields(strategy.Options):
+            takers.setdefault(f.name, {})[name] = f.default
+    return takers
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether a value read from a file or given as a keyword is ``default`` (numbers by value,
+    sequences item by item, a bool only as a bool)."""
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return len(value) == len(default) and all(map(_same, value, default))
+    if _is_number(value) and _is_number(default):
+        return value == default
+    return type(value) is type(default) and value == default
+
+
+def _foreign_message(key: str, value: Any, strategy: str) -> str:
+    takers = _option_takers()[key]
+    defaults = " or ".join(dict.fromkeys(repr(d) for d in takers.values()))
+    return (f"{key} ({_flag(key)}) is an option of strateg{'y' if len(takers) == 1 else 'ies'} "
+            f"{', '.join(sorted(takers))}, not of {strategy}: leave it out or give its default "
+            f"{defaults} (got {value!r})")
+
+
+def _drop_foreign(key: str, value: Any, strategy: str) -> None:
+    """Accept another strategy's option ``key`` only at its default (it is dropped)."""
+    if not any(_same(value, default) for default in _option_takers()[key].values()):
+        raise ConfigError(_foreign_message(key, value, strategy))
 
 
 _DEFAULT_PRIMITIVES = SearchConfig.primitives

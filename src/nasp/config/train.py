@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nasp.config.base import _check_numbers, _Config, _is_int
+from nasp.config.options import RUN_OPTIONS, option
 from nasp.errors import ConfigError
 
 
@@ -27,46 +28,52 @@ class TrainConfig(_Config):
     """
 
     # data
-    dataset: str = "digits"
-    data_dir: str | None = None
-    subset: int | None = None
-    batch_size: int = 64
-    cutout: int = 0
+    dataset: str = option(**RUN_OPTIONS["dataset"])
+    data_dir: str | None = option(**RUN_OPTIONS["data_dir"])
+    subset: int | None = option(
+        None, metavar="N",
+        help="train on N training images only, a class-stratified sample drawn with --seed")
+    batch_size: int = option(**RUN_OPTIONS["batch_size"])
+    cutout: int = option(**RUN_OPTIONS["cutout"])
     # network
-    network: str = "cifar"
-    layers: int = 5
-    channels: int = 16
-    auxiliary_weight: float = 0.4
-    drop_path: float = 0.1
+    network: str = option(
+        "cifar", choices=("cifar", "imagenet"),
+        help="cifar: 3x3 stem (default); imagenet: three stride-2 stem convolutions")
+    layers: int = option(5, help="cells in the network")
+    channels: int = option(16, help="initial channels C")
+    auxiliary_weight: float = option(
+        0.4, metavar="W", help="weight of the auxiliary head's loss (0 = no auxiliary head)")
+    drop_path: float = option(
+        0.1, metavar="P", help="final drop-path probability, ramped up linearly (0 = off)")
     # optimiser and schedule
-    epochs: int = 10
-    lr: float = 0.05
-    lr_min: float = 0.0
-    lr_schedule: str = "cosine"
-    lr_gamma: float = 0.97
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    label_smoothing: float = 0.0
+    epochs: int = option(10)
+    lr: float = option(0.05, help="initial learning rate")
+    lr_min: float = option(0.0, cli=False)
+    lr_schedule: str = option("cosine", choices=("cosine", "exponential"), cli=False)
+    lr_gamma: float = option(0.97, cli=False)
+    momentum: float = option(0.9, cli=False)
+    weight_decay: float = option(3e-4, cli=False)
+    grad_clip: float = option(5.0, cli=False)
+    label_smoothing: float = option(0.0, metavar="EPS")
     # run
-    seed: int = 0
-    device: str = "auto"
-    memory_format: str = "auto"
-    precision: str = "auto"
+    seed: int = option(**RUN_OPTIONS["seed"])
+    device: str = option(**RUN_OPTIONS["device"])
+    memory_format: str = option(**RUN_OPTIONS["memory_format"])
+    precision: str = option(**RUN_OPTIONS["precision"])
     # torchrun: BatchNorm statistics of the global batch across processes (nasp.runtime.distributed)
-    sync_bn: bool = False
-    out: str | None = None
+    sync_bn: bool = option(**RUN_OPTIONS["sync_bn"])
+    out: str | None = option(None, metavar="RUN_DIR",
+                             help="run directory (default runs/train-...)")
     # checkpoints and reproducibility (see nasp.engine.session)
-    checkpoint_every: int = 0
-    deterministic: bool = False
+    checkpoint_every: int = option(**RUN_OPTIONS["checkpoint_every"])
+    deterministic: bool = option(**RUN_OPTIONS["deterministic"])
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no training can run with."""
-        self._check_common({"network": ("cifar", "imagenet"),
-                            "lr_schedule": ("cosine", "exponential")})
+        self._check_common()
         if self.subset is not None and (not _is_int(self.subset) or self.subset < 1):
             raise ConfigError(f"--subset must be a positive integer, got {self.subset!r}")
         _check_numbers(self, ("lr", "lr_min", "momentum", "weight_decay", "grad_clip",

@@ -179,7 +179,7 @@ def resumed_config(saved: Any, changes: Mapping[str, Any], run_dir: Path,
 
     Any other option given (not None) must equal its saved value; else (or when ``differences``
     names further mismatches) :class:`ConfigError` lists every difference."""
-    unknown = sorted(set(changes) - set(saved.to_dict()))
+    unknown = sorted(set(changes) - saved.keys())
     if unknown:
         raise ConfigError(f"resume got unknown options {', '.join(unknown)}")
     differ = [f"--{k.replace('_', '-')} {v} (saved: {getattr(saved, k)})"

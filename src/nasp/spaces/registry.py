@@ -9,7 +9,10 @@ from nasp.spaces.base import Genotype, SearchSpace
 from nasp.spaces.darts_cnn.space import DartsCNNSpace
 from nasp.spaces.nb201.space import NB201Space
 
-__all__ = ["DEFAULT_SPACE", "PRIMITIVE_SETS", "SPACES", "build_space", "space_of"]
+__all__ = [
+    "DEFAULT_SPACE", "PRIMITIVE_SETS", "SPACES", "benchmark_help", "build_space",
+    "primitive_sets_help", "primitives_help", "space_help", "space_of",
+]
 
 #: Space classes by registry name (``--space``); the first is the default.
 SPACES: dict[str, type[SearchSpace]] = {
@@ -43,3 +46,32 @@ def space_of(genotype: Genotype) -> SearchSpace:
         raise GenotypeError(f"{type(genotype).__name__} is not a genotype of a known search space "
                             f"({', '.join(SPACES)})")
     return build_space(name)
+
+
+# -- help texts of the options that pick a space, an op set or a benchmark, from the spaces' own
+# descriptions (the command line and the config's option declarations show them)
+def space_help() -> str:
+    """``--space``'s help."""
+    return "; ".join(f"{name}{' (default)' if name == DEFAULT_SPACE else ''}: {cls.description}"
+                     for name, cls in SPACES.items())
+
+
+def primitives_help(what: str) -> str:
+    """``--primitives``' help: ``what``, then each space's default op set."""
+    return (f"{what} (default: the space's own: "
+            + ", ".join(f"{cls.default_primitives} on {name}" for name, cls in SPACES.items())
+            + ")")
+
+
+def primitive_sets_help() -> str:
+    """The op sets of every space."""
+    return "; ".join(f"--space {name}: {', '.join(cls.primitive_sets)}"
+                     for name, cls in SPACES.items())
+
+
+def benchmark_help() -> str:
+    """``--benchmark``'s help, from the spaces that have a benchmark table."""
+    return (f"--space {' or '.join(n for n, c in SPACES.items() if c.has_benchmark)}: log the "
+            f"benchmark accuracy of the genotype every epoch, looked up in PATH ("
+            + "; ".join(f"{n}: {c.benchmark_about}" for n, c in SPACES.items() if c.has_benchmark)
+            + ")")

@@ -1,4 +1,20 @@
-"""What every search strategy shares: the weight optimiser, its schedule and the weight step.
+"""What every search strategy shares: the weight optimiser, its schedule and the weight step;
+the options of the strategies that learn the architecture by gradient (:class:`ArchOptions`).
+
+A strategy is a :class:`Strategy` subclass with a ``name`` and its options, a dataclass
+(``Options``, a :class:`~nasp.config.options.StrategyOptions` subclass) whose fields are declared
+with :func:`~nasp.config.options.option` (default, help text, metavar, choices, whether it is on
+the command line) and whose ``validate`` checks them. Everything else is made from these
+declarations: the ``nasp search`` options (one group per options class), the keys of
+``config.yaml`` (beside the run's own, at the top level) and their checks, keyword construction
+such as ``SearchConfig(strategy="nasp", size_penalty=0.1)``. The strategy reads its options as
+``self.options.name``. Adding a strategy (GDAS, say) is one file and one registry line:
+
+1. ``nasp/strategies/gdas.py``: ``@dataclass class GDASOptions(ArchOptions)`` with its own
+   fields (``tau_max: float = option(10.0, metavar="TAU", help="...")``) and checks, and
+   ``@STRATEGIES.register class GDAS(Strategy)`` (:data:`nasp.registry.STRATEGIES`) with
+   ``name = "gdas"``, ``Options = GDASOptions``, ``init_arch`` and ``step``;
+2. in ``nasp/strategies/__init__.py``: ``from nasp.strategies.gdas import GDAS``.
 
 A strategy owns the architecture parameters (one matrix per cell type of the space) and both
 optimisers. The search loop calls :meth:`Strategy.step` once per iteration with a training batch
@@ -29,13 +45,16 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from nasp.config import SearchConfig
+from nasp.config.options import StrategyOptions, check_numbers, is_int, is_number, option
 from nasp.core.mixed import CellPlan
+from nasp.errors import ConfigError
 from nasp.runtime import distributed
 from nasp.runtime.device import autocast, resolve_precision
 from nasp.spaces.base import Genotype, SearchSpace
@@ -44,7 +63,8 @@ from nasp.tasks import ClassificationTask, Task
 Batch = tuple[torch.Tensor, torch.Tensor]
 Plans = Mapping[str, CellPlan]
 
-__all__ = ["Batch", "Evaluator", "Plans", "Strategy", "cosine_schedule", "discrete_plans"]
+__all__ = ["ArchOptions", "Batch", "Evaluator", "Plans", "Strategy", "StrategyOptions",
+           "cosine_schedule", "discrete_plans"]
 
 #: The search loop's evaluation of discrete plans on the validation half (``loss``, ``top1``).
 Evaluator = Callable[[Plans], Mapping[str, float]]
@@ -70,10 +90,49 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, epochs: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
+@dataclass
+class ArchOptions(StrategyOptions):
+    """The architecture step of the strategies that learn the architecture by gradient (NASP,
+    DARTS): Adam (``a_lr``, ``a_betas``) with coupled weight decay ``a_weight_decay``, its lr
+    schedule, and the warm-up epochs (see the module docstring)."""
+
+    title: ClassVar[str] = "architecture step"
+
+    a_lr: float = option(3e-4, metavar="LR",
+                         help="architecture step size (Adam learning rate; default 3e-4)")
+    a_betas: tuple[float, float] = option((0.5, 0.999), cli=False)
+    a_weight_decay: float = option(1e-3, cli=False)
+    a_lr_schedule: str = option(
+        "constant", choices=("constant", "cosine"),
+        help="architecture lr: constant (default) or a cosine from --a-lr towards 0 over the "
+             "epochs after the warm-up")
+    warmup_epochs: int = option(
+        0, metavar="N",
+        help="NASP, DARTS: the first N epochs make no architecture step and train uniformly "
+             "drawn paths of the supernet instead (default 0)")
+
+    def validate(self, run: Any) -> None:
+        """Also stores ``a_betas`` as a tuple of floats."""
+        super().validate(run)
+        check_numbers(self, ("a_lr", "a_weight_decay"), 0, "a non-negative number")
+        betas = self.a_betas
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2
+                and all(is_number(b) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"a_betas must be a list of two numbers in [0, 1), got {betas!r}")
+        self.a_betas = tuple(float(b) for b in betas)
+        if not is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < run.epochs:
+            raise ConfigError(f"--warmup-epochs must be an integer from 0 to --epochs - 1 "
+                              f"({run.epochs - 1}) so that some epochs search the "
+                              f"architecture, got {self.warmup_epochs!r}")
+
+
 class Strategy(ABC):
-    """Base class of the search strategies; subclasses implement ``init_arch`` and ``step``."""
+    """Base class of the search strategies; subclasses implement ``init_arch`` and ``step`` and
+    name their options dataclass ``Options`` (see the module docstring)."""
 
     name = "base"
+    #: The options this strategy takes (``self.options``, ``config.options``).
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
     #: False for a strategy that needs no training (random search scored by a benchmark table):
     #: the search loop then runs no steps and no child evaluation in its epochs.
     trains = True
@@ -84,6 +143,8 @@ class Strategy(ABC):
     def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig):
         self.space = space
         self.net = net
+        if config.strategy != self.name:  # another strategy's config: the options this one shares
+            config = config.replace(strategy=self.name)
         self.config = config
         first = next(net.parameters())
         self.amp_dtype = resolve_precision(config.precision, first.device)
@@ -93,8 +154,11 @@ class Strategy(ABC):
         self.w_optim = torch.optim.SGD(self.weights, lr=config.w_lr, momentum=config.w_momentum,
                                        weight_decay=config.w_weight_decay)
         self.scheduler = cosine_schedule(self.w_optim, config.epochs, config.w_lr_min)
-        self.a_optim = torch.optim.Adam(list(self.arch.values()), lr=config.a_lr,
-                                        betas=config.a_betas, weight_decay=config.a_weight_decay)
+        # a strategy that learns no architecture (random search) has no ArchOptions: its Adam,
+        # which never steps, takes their defaults, so that every checkpoint has one layout
+        arch = self.options if isinstance(self.options, ArchOptions) else ArchOptions()
+        self.a_optim = torch.optim.Adam(list(self.arch.values()), lr=arch.a_lr,
+                                        betas=arch.a_betas, weight_decay=arch.a_weight_decay)
         # data-parallel: every rank starts from rank 0's weights and architecture
         distributed.broadcast_([*net.parameters(), *net.buffers(), *self.arch.values()])
         self.epoch = 0  # the current epoch (0-based), set by begin_epoch
@@ -114,6 +178,11 @@ class Strategy(ABC):
         ``train_correct``, ``arch_loss``."""
 
     # -- shared ------------------------------------------------------------------------------
+    @property
+    def options(self) -> Any:
+        """This strategy's options (an instance of its ``Options``): ``config.options``."""
+        return self.config.options
+
     def arch_parameters(self) -> dict[str, torch.Tensor]:
         return self.arch
 
@@ -146,22 +215,22 @@ class Strategy(ABC):
         """Called before the steps of epoch ``epoch`` (0-based); sets the architecture lr."""
         self.epoch = epoch
         for group in self.a_optim.param_groups:
-            group["lr"] = self.config.a_lr * self.arch_lr_factor(epoch)
+            group["lr"] = self.options.a_lr * self.arch_lr_factor(epoch)
 
     def arch_lr_factor(self, epoch: int) -> float:
         """The architecture lr of ``epoch`` over ``a_lr``: 1 (``a_lr_schedule = "constant"``),
         or a cosine from 1 down towards 0 over the epochs after the warm-up (``"cosine"``:
         epoch ``e`` of the ``E - W`` searching epochs at ``(1 + cos(pi (e - W) / (E - W))) / 2``),
         so that the first architecture decisions, made on the warmed-up weights, weigh most."""
-        W, E = self.config.warmup_epochs, self.config.epochs
-        if self.config.a_lr_schedule == "constant" or epoch < W:
+        W, E = self.options.warmup_epochs, self.config.epochs
+        if self.options.a_lr_schedule == "constant" or epoch < W:
             return 1.0
         return (1 + math.cos(math.pi * (epoch - W) / (E - W))) / 2
 
     @property
     def warming_up(self) -> bool:
         """Whether the current epoch is one of the ``warmup_epochs`` (no architecture steps)."""
-        return self.epoch < self.config.warmup_epochs
+        return self.epoch < self.options.warmup_epochs
 
     def set_evaluator(self, evaluator: Evaluator) -> None:
         """The search loop hands over its evaluation of discrete plans on the validation half

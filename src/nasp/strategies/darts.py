@@ -27,21 +27,41 @@ and the weight step run in the configured precision.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch.func import functional_call
 
+from nasp.config.options import check_numbers, option
 from nasp.core.mixed import CellPlan
+from nasp.registry import STRATEGIES
 from nasp.runtime import distributed
-from nasp.strategies.base import Batch, Strategy
+from nasp.strategies.base import ArchOptions, Batch, Strategy
 
-__all__ = ["DARTS", "DARTS2"]
+__all__ = ["DARTS", "DARTS2", "DARTS2Options"]
 
 
+@dataclass
+class DARTS2Options(ArchOptions):
+    """DARTS second order's options besides the architecture step's: ``hessian_radius``, the
+    ``r`` of ``eps = r / ||v||`` in the finite-difference Hessian (see the module docstring)."""
+
+    title: ClassVar[str] = "DARTS second order"
+
+    hessian_radius: float = option(0.01, cli=False)
+
+    def validate(self, run: Any) -> None:
+        super().validate(run)
+        check_numbers(self, ("hessian_radius",), 0, "a non-negative number")
+
+
+@STRATEGIES.register
 class DARTS(Strategy):
     """DARTS, first order."""
 
     name = "darts"
+    Options = ArchOptions
     order = 1
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
@@ -76,10 +96,12 @@ class DARTS(Strategy):
         return {"train_loss": loss, "train_correct": correct, "arch_loss": arch_loss}
 
 
+@STRATEGIES.register
 class DARTS2(DARTS):
     """DARTS, second order (unrolled one virtual SGD step)."""
 
     name = "darts2"
+    Options = DARTS2Options
     order = 2
 
     def virtual_step(self, train: Batch) -> dict[str, torch.Tensor]:
@@ -115,7 +137,7 @@ class DARTS2(DARTS):
 
     def hessian_vector_product(self, train: Batch, v) -> list[torch.Tensor]:
         """``(grad_alpha L_train(w + eps v) - grad_alpha L_train(w - eps v)) / (2 eps)``."""
-        eps = self.config.hessian_radius / torch.cat([t.flatten() for t in v]).norm()
+        eps = self.options.hessian_radius / torch.cat([t.flatten() for t in v]).norm()
         original = [w.detach().clone() for w in self.weights]
         alphas = list(self.arch.values())
         results = []

@@ -17,7 +17,8 @@ op ``k`` normalised over the primitive set (sum 1); ``lambda`` is ``size_penalty
 The normal cell is the space's first cell type (``"normal"`` in the DARTS space, the one cell of
 NAS-Bench-201).
 
-Options (``SearchConfig``; the ``faithful`` preset sets the paper's and reference code's values):
+Options (:class:`NASPOptions`; the ``faithful`` preset sets the paper's and reference code's
+values):
 
 - ``arch_update``: ``"lazy"`` is the paper's Algorithm 2 above (continuous ``A``, network at
   ``prox_C1(A)``); ``"plain"`` is its Algorithm 1, the plain proximal gradient step on the
@@ -49,20 +50,63 @@ every op with autograd as the original code does. Both give the same update.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
+from nasp.config.options import check_numbers, option
 from nasp.core.mixed import CellPlan
 from nasp.core.prox import prox_c2, selection_indices
+from nasp.registry import STRATEGIES
 from nasp.spaces.base import Genotype
-from nasp.strategies.base import Batch, Strategy, discrete_plans
+from nasp.strategies.base import ArchOptions, Batch, Strategy, discrete_plans
 
-__all__ = ["NASP"]
+__all__ = ["NASP", "NASPOptions"]
 
 
+@dataclass
+class NASPOptions(ArchOptions):
+    """NASP's options besides the architecture step's (see the module docstring)."""
+
+    title: ClassVar[str] = "NASP"
+
+    size_penalty: float = option(
+        0.0, metavar="LAMBDA", help="NASP model-size regulariser weight lambda (default 0)")
+    arch_mode: str = option(
+        "sparse", choices=("sparse", "reference"),
+        help="NASP architecture step: sparse (fast, default) or reference (every op with "
+             "autograd, as the original code)")
+    init_noise: float = option(
+        0.0, metavar="STD",
+        help="NASP: noise added to the initial A = 0.5 to break ties (default 0)")
+    arch_update: str = option(
+        "lazy", choices=("lazy", "plain"),
+        help="NASP: lazy proximal iteration (the paper's Algorithm 2, default) or plain proximal "
+             "gradient on the discrete architecture (Algorithm 1)")
+    nasp_cell: str = option(
+        "projection", choices=("projection", "softmax"),
+        help="NASP: the cell returned: projection (the trained child at prox_C1(A); default) or "
+             "softmax (the DARTS derivation on softmax(A), as the released code)")
+    arch_grad: str = option(
+        "plain", choices=("plain", "centered"),
+        help="NASP: the architecture gradient dL/dA_bar as it is (plain, the paper; default) or "
+             "centered per edge (minus the mean over the edge's ops)")
+    path_mix: float = option(
+        0.0, metavar="P",
+        help="NASP: after the warm-up, the share of weight steps that train a uniformly drawn "
+             "path instead of the selected child (default 0)")
+
+    def validate(self, run: Any) -> None:
+        super().validate(run)
+        check_numbers(self, ("size_penalty", "init_noise"), 0, "a non-negative number")
+        check_numbers(self, ("path_mix",), 0, "a probability in [0, 1]", 1.0000001)
+
+
+@STRATEGIES.register
 class NASP(Strategy):
     name = "nasp"
+    Options = NASPOptions
 
     def __init__(self, space, net, config):
         super().__init__(space, net, config)
@@ -74,8 +118,8 @@ class NASP(Strategy):
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
         A = torch.full(shape, 0.5)
-        if self.config.init_noise:
-            A += self.config.init_noise * torch.randn(shape)
+        if self.options.init_noise:
+            A += self.options.init_noise * torch.randn(shape)
         return A
 
     def project(self) -> None:
@@ -94,14 +138,14 @@ class NASP(Strategy):
         """Gradient of the architecture objective with respect to ``A_bar``, and the loss."""
         x, y = val
         A_bar = {t: a.detach().requires_grad_(True) for t, a in self.A_bar.items()}
-        plans = {t: CellPlan(self.config.arch_mode, A_bar[t], self.selection[t]) for t in A_bar}
+        plans = {t: CellPlan(self.options.arch_mode, A_bar[t], self.selection[t]) for t in A_bar}
         with self.autocast():
             loss = self.task.loss(self.net(x, plans), y)
         objective = loss
-        if self.config.size_penalty:
-            objective = loss + self.config.size_penalty * self.size_regulariser(A_bar)
+        if self.options.size_penalty:
+            objective = loss + self.options.size_penalty * self.size_regulariser(A_bar)
         grads = torch.autograd.grad(objective, list(A_bar.values()))
-        if self.config.arch_grad == "centered":  # the advantage of each op over the row's mean
+        if self.options.arch_grad == "centered":  # the advantage of each op over the row's mean
             grads = [g - g.mean(dim=1, keepdim=True) for g in grads]
         return dict(zip(A_bar, grads)), loss.detach()
 
@@ -115,7 +159,7 @@ class NASP(Strategy):
         before = self.selection
         self.project()
         self.flips += self.selection != before
-        if self.config.arch_update == "plain":  # Algorithm 1: A stays discrete
+        if self.options.arch_update == "plain":  # Algorithm 1: A stays discrete
             with torch.no_grad():
                 for t, a in self.arch.items():
                     a.copy_(self.A_bar[t])
@@ -125,7 +169,7 @@ class NASP(Strategy):
         if self.warming_up:
             return self.warmup_step(train)
         arch_loss = self.arch_step(val)
-        mix = self.config.path_mix
+        mix = self.options.path_mix
         if mix and torch.rand((), generator=self.path_generator).item() < mix:
             loss, correct = self.path_step(train)
         else:
@@ -139,7 +183,7 @@ class NASP(Strategy):
 
     def genotype(self) -> Genotype:
         """The cell ``nasp_cell`` names (see the module docstring)."""
-        return self.cells()[self.config.nasp_cell]
+        return self.cells()[self.options.nasp_cell]
 
     def begin_epoch(self, epoch: int) -> None:
         super().begin_epoch(epoch)

@@ -1,7 +1,7 @@
 """Random search: ``K`` architectures drawn uniformly from the space, the best one kept.
 
 The baseline of Li & Talwalkar ("Random search and reproducibility for NAS", 2019), run inside
-the same search loop and budget (epochs) as NASP and DARTS. ``K = config.random_samples``
+the same search loop and budget (epochs) as NASP and DARTS. ``K = random_samples``
 (default: one per epoch) selections are drawn at construction with the space's
 ``random_selection``, from a generator seeded with ``config.seed``. At the end of epoch ``e`` of
 ``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
@@ -28,18 +28,22 @@ diagnostics see the search's current choice. The architecture loss is 0: nothing
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from nasp.config import SearchConfig
+from nasp.config.options import StrategyOptions, is_int, option
 from nasp.core.mixed import CellPlan
 from nasp.errors import ConfigError
+from nasp.registry import STRATEGIES
 from nasp.spaces.base import Genotype, SearchSpace
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
-__all__ = ["RandomSearch", "Scorer", "SharedWeightRandomSearch", "benchmark_scorer"]
+__all__ = ["RandomOptions", "RandomSearch", "Scorer", "SharedWeightRandomSearch",
+           "benchmark_scorer"]
 
 #: Score of a genotype (higher is better), or None when it cannot be scored.
 Scorer = Callable[[Genotype], "float | None"]
@@ -53,10 +57,30 @@ def benchmark_scorer(config: SearchConfig, space: SearchSpace) -> Scorer | None:
     return space.open_benchmark(config.benchmark, config.benchmark_column, config.dataset)
 
 
+@dataclass
+class RandomOptions(StrategyOptions):
+    """Random search's options: ``random_samples``, the architectures drawn (None: the
+    strategy's default, :meth:`RandomSearch.default_samples`)."""
+
+    title: ClassVar[str] = "random search"
+
+    random_samples: int | None = option(
+        None, metavar="K", help="random search: architectures sampled (default one per epoch)")
+
+    def validate(self, run: Any) -> None:
+        super().validate(run)
+        if self.random_samples is not None and (not is_int(self.random_samples)
+                                                or self.random_samples < 1):
+            raise ConfigError(f"--random-samples must be a positive integer, got "
+                              f"{self.random_samples!r}")
+
+
+@STRATEGIES.register
 class RandomSearch(Strategy):
     """Random search over ``space``; see the module docstring."""
 
     name = "random"
+    Options = RandomOptions
 
     #: True: the candidates share the supernet's weights (:class:`SharedWeightRandomSearch`)
     shared = False
@@ -64,10 +88,11 @@ class RandomSearch(Strategy):
     def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig,
                  scorer: Scorer | None = None):
         super().__init__(space, net, config)
+        config = self.config
         self.scorer = None if self.shared else (
             scorer if scorer is not None else benchmark_scorer(config, space))
         self.trains = self.scorer is None
-        samples = config.random_samples or self.default_samples(config.epochs)
+        samples = self.options.random_samples or self.default_samples(config.epochs)
         if self.trains and not self.shared and samples > config.epochs:
             raise ConfigError(
                 f"--random-samples {samples} is more than --epochs {config.epochs}: without a "
@@ -208,6 +233,7 @@ class RandomSearch(Strategy):
         self.initial_state = saved["initial_state"]
 
 
+@STRATEGIES.register
 class SharedWeightRandomSearch(RandomSearch):
     """Random search with weight sharing (Li & Talwalkar, 2019): one supernet is trained
     through uniformly drawn paths (:meth:`~nasp.strategies.base.Strategy.path_step`, one path
