@@ -5,10 +5,10 @@ import torch
 from torch import nn
 
 from nasp.core.measure import flop_count, parameter_count
-from nasp.spaces.darts_cnn import space as darts_cnn
+from nasp.spaces.darts_cnn import child as darts_cnn
+from nasp.spaces.darts_cnn.child import ChildNetwork
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
 from nasp.spaces.darts_cnn.network_parts import AuxiliaryHead, drop_path
-from nasp.spaces.darts_cnn.space import ChildNetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

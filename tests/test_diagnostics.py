@@ -19,7 +19,7 @@ from nasp.engine.diagnostics import (
     param_free_count,
 )
 from nasp.spaces import DartsCNNSpace
-from nasp.spaces.darts_cnn.space import Supernet
+from nasp.spaces.darts_cnn.supernet import Supernet
 
 CONCAT = [2, 3, 4, 5]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from nasp.spaces.base import ArchTensors, Benchmark, Genotype, SearchSpace, Selection
 from nasp.spaces.benchmark import benchmark_note, benchmark_record, open_benchmark
-from nasp.spaces.darts_cnn.space import ChildNetwork, DartsCNNSpace, Supernet
+from nasp.spaces.darts_cnn.child import ChildNetwork
+from nasp.spaces.darts_cnn.space import DartsCNNSpace
+from nasp.spaces.darts_cnn.supernet import Supernet
 from nasp.spaces.genotypes import (
     GENOTYPE_FILE,
     builtin_genotypes,

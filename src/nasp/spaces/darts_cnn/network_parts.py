@@ -1,6 +1,6 @@
 """Building blocks of the train-from-scratch network (DARTS ``NetworkCIFAR``/``NetworkImageNet``).
 
-:class:`~nasp.spaces.darts_cnn.space.ChildNetwork` assembles them: drop-path on the op outputs
+:class:`~nasp.spaces.darts_cnn.child.ChildNetwork` assembles them: drop-path on the op outputs
 of every cell, an auxiliary classifier part-way up, and the ImageNet stem.
 """
 
@@ -10,7 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AuxiliaryHead", "ImageNetStem", "drop_path"]
+from nasp.core.ops import FactorizedReduce, ReLUConvBN
+
+__all__ = [
+    "AuxiliaryHead", "ImageNetStem", "check_size", "drop_path", "preprocess", "reduction_layers",
+]
 
 
 def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
@@ -88,3 +92,32 @@ class ImageNetStem(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s0 = self.stem0(x)
         return s0, self.stem1(s0)
+
+
+def reduction_layers(layers: int) -> tuple[int, int]:
+    """The indices of the two reduction cells of a network of ``layers`` cells."""
+    return layers // 3, 2 * layers // 3
+
+
+def check_size(layers: int, channels: int) -> None:
+    """``ValueError`` unless a network of ``layers`` cells and ``channels`` initial channels can
+    be built: normal and reduction cells need 3 cells, the reductions' halves even channels."""
+    if layers < 3:
+        raise ValueError(
+            f"--layers must be at least 3 so that the network has normal and reduction cells; "
+            f"got {layers}"
+        )
+    if channels < 2 or channels % 2:
+        raise ValueError(
+            f"--channels must be an even number >= 2 (reduction cells concatenate two halves); "
+            f"got {channels}"
+        )
+
+
+def preprocess(C_pp: int, C_p: int, C: int, reduction_prev: bool,
+                affine: bool) -> tuple[nn.Module, nn.Module]:
+    """A cell's two input preprocessings to ``C`` channels (a factorized reduction of the older
+    input after a reduction cell)."""
+    pre0 = (FactorizedReduce(C_pp, C, affine) if reduction_prev
+            else ReLUConvBN(C_pp, C, 1, 1, 0, affine))
+    return pre0, ReLUConvBN(C_p, C, 1, 1, 0, affine)

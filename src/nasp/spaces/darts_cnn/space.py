@@ -15,23 +15,23 @@ one architecture matrix and all reduction cells another.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
-from nasp.core.ops import OPS, FactorizedReduce, ReLUConvBN, op_parameter_count, search_op
+from nasp.core.ops import op_parameter_count
 from nasp.core.prox import prox_c1, tie_order
 from nasp.errors import BenchmarkError
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
 from nasp.spaces.darts_cnn import drawing
+from nasp.spaces.darts_cnn.child import ChildNetwork
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, SPACE, Genotype
-from nasp.spaces.darts_cnn.network_parts import AuxiliaryHead, ImageNetStem, drop_path
+from nasp.spaces.darts_cnn.network_parts import check_size
+from nasp.spaces.darts_cnn.supernet import Supernet
 
-__all__ = ["PRIMITIVE_SETS", "ChildNetwork", "DartsCNNSpace", "Supernet"]
+__all__ = ["PRIMITIVE_SETS", "DartsCNNSpace"]
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -59,221 +59,6 @@ def _edge_offsets(steps: int) -> list[int]:
         offsets.append(e)
         e += i + 2
     return offsets
-
-
-def _reduction_layers(layers: int) -> tuple[int, int]:
-    return layers // 3, 2 * layers // 3
-
-
-def _check_size(layers: int, channels: int) -> None:
-    """``ValueError`` unless a network of ``layers`` cells and ``channels`` initial channels can
-    be built: normal and reduction cells need 3 cells, the reductions' halves even channels."""
-    if layers < 3:
-        raise ValueError(
-            f"--layers must be at least 3 so that the network has normal and reduction cells; "
-            f"got {layers}"
-        )
-    if channels < 2 or channels % 2:
-        raise ValueError(
-            f"--channels must be an even number >= 2 (reduction cells concatenate two halves); "
-            f"got {channels}"
-        )
-
-
-def _preprocess(C_pp: int, C_p: int, C: int, reduction_prev: bool,
-                affine: bool) -> tuple[nn.Module, nn.Module]:
-    pre0 = (FactorizedReduce(C_pp, C, affine) if reduction_prev
-            else ReLUConvBN(C_pp, C, 1, 1, 0, affine))
-    return pre0, ReLUConvBN(C_p, C, 1, 1, 0, affine)
-
-
-class SearchCell(nn.Module):
-    """A supernet cell: one :class:`MixedOp` per edge."""
-
-    def __init__(self, steps: int, C_pp: int, C_p: int, C: int, reduction: bool,
-                 reduction_prev: bool, primitives: Sequence[str]):
-        super().__init__()
-        self.steps = steps
-        self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev, False)
-        self.edges = nn.ModuleList(
-            MixedOp(C, 2 if reduction and j < 2 else 1, primitives)
-            for i in range(steps) for j in range(i + 2)
-        )
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        if plan.mode == "sparse":
-            return self._forward_sparse(states, plan)
-        rows = plan.weights.unbind(0) if plan.weights is not None else None
-        selection = plan.selection
-        e = 0
-        for _ in range(self.steps):
-            node = None
-            for h in states:
-                index = selection[e] if selection is not None else -1
-                if plan.mode == "discrete" and index < 0:
-                    e += 1
-                    continue  # an edge the projection drops is not computed at all
-                y = self.edges[e](h, plan.mode, rows[e] if rows is not None else None, index)
-                node = y if node is None else node + y
-                e += 1
-            if node is None:
-                raise ValueError("a discrete selection left a node without any incoming edge")
-            states.append(node)
-        return torch.cat(states[2:], dim=1)
-
-    def _forward_sparse(self, states: list[torch.Tensor], plan: CellPlan) -> torch.Tensor:
-        e = 0
-        for _ in range(self.steps):
-            n = len(states)
-            edges = [(self.edges[e + j], h, plan.selection[e + j]) for j, h in enumerate(states)]
-            states.append(sparse_sum(plan.weights[e:e + n], edges))
-            e += n
-        return torch.cat(states[2:], dim=1)
-
-
-class Supernet(nn.Module):
-    """The search network: every edge holds all candidate ops of its cell type.
-
-    ``forward(x, plans)`` takes a :class:`~nasp.core.mixed.CellPlan` per cell type (``"normal"``,
-    ``"reduce"``) that says how each edge runs.
-    """
-
-    def __init__(self, in_channels: int, num_classes: int, layers: int, channels: int,
-                 primitives: Mapping[str, Sequence[str]], steps: int = 4, multiplier: int = 4,
-                 stem_multiplier: int = 3):
-        super().__init__()
-        _check_size(layers, channels)
-        self.steps = steps
-        C_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-        C_pp, C_p, C_curr = C_curr, C_curr, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in _reduction_layers(layers)
-            if reduction:
-                C_curr *= 2
-            cell_type = "reduce" if reduction else "normal"
-            self.cells.append(SearchCell(steps, C_pp, C_p, C_curr, reduction, reduction_prev,
-                                         primitives[cell_type]))
-            reduction_prev = reduction
-            C_pp, C_p = C_p, multiplier * C_curr
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_p, num_classes)
-
-    def forward(self, x: torch.Tensor, plans: Mapping[str, CellPlan]) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, plans["reduce" if cell.reduction else "normal"])
-        return self.classifier(self.global_pooling(s1).flatten(1))
-
-
-class ChildCell(nn.Module):
-    """A cell of a discrete network built from a genotype's (op, input) pairs.
-
-    ``forward(s0, s1, drop_prob)``: in training mode, with ``drop_prob > 0``, every op output
-    except those of identity ops (``skip_connect`` in a normal cell) goes through
-    :func:`~.network_parts.drop_path`, as in the DARTS evaluation network.
-    """
-
-    def __init__(self, pairs: Sequence[tuple[str, int]], concat: Sequence[int], C_pp: int,
-                 C_p: int, C: int, reduction: bool, reduction_prev: bool, search_ops: bool):
-        super().__init__()
-        self.reduction = reduction
-        self.preprocess0, self.preprocess1 = _preprocess(C_pp, C_p, C, reduction_prev,
-                                                         not search_ops)
-        self.inputs = tuple(j for _, j in pairs)
-        self.concat = tuple(concat)
-        make = search_op if search_ops else (lambda name, c, s: OPS[name](c, s, True))
-        self.ops = nn.ModuleList(
-            make(name, C, 2 if reduction and j < 2 else 1) for name, j in pairs)
-        self.droppable = tuple(not isinstance(op, nn.Identity) for op in self.ops)
-
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        drop = self.training and drop_prob > 0.0
-        outputs = []
-        for m, op in enumerate(self.ops):
-            h = op(states[self.inputs[m]])
-            if drop and self.droppable[m]:
-                h = drop_path(h, drop_prob)
-            outputs.append(h)
-            if m % 2:
-                states.append(outputs[m - 1] + h)
-        return torch.cat([states[i] for i in self.concat], dim=1)
-
-
-class ChildNetwork(nn.Module):
-    """The discrete network of a genotype: a plain ``nn.Module`` mapping images to logits.
-
-    With ``search_ops=True`` its ops are the search supernet's (BatchNorm without affine
-    parameters, pooling followed by BatchNorm), so weights copied from a supernet reproduce the
-    supernet's discrete forward pass exactly (see :meth:`DartsCNNSpace.extract_child`).
-
-    With the defaults (``search_ops=False``) it is the DARTS train-from-scratch network
-    ``NetworkCIFAR``: affine BatchNorm, a 3x3 convolution stem to ``stem_multiplier * C``
-    channels. Its training extras:
-
-    - ``drop_path_prob`` (attribute, default 0): in training mode each cell drops the outputs of
-      its non-identity ops per sample with this probability (:func:`~.network_parts.drop_path`);
-      the training loop ramps it up over the epochs.
-    - ``auxiliary=True``: an :class:`~.network_parts.AuxiliaryHead` on the output of cell
-      ``2 * layers // 3``; in training mode ``forward`` then returns ``(logits, aux_logits)``. In
-      eval mode it always returns the logits alone.
-    - ``imagenet=True``: ``NetworkImageNet``, with the :class:`~.network_parts.ImageNetStem`
-      (three stride-2 convolutions) in place of the 3x3 stem.
-
-    Pooling before the classifier is global, so any image size works.
-    """
-
-    def __init__(self, genotype: Genotype, in_channels: int, num_classes: int, layers: int,
-                 channels: int, search_ops: bool = False, stem_multiplier: int = 3, *,
-                 auxiliary: bool = False, imagenet: bool = False):
-        super().__init__()
-        _check_size(layers, channels)
-        self.genotype = genotype
-        self.drop_path_prob = 0.0
-        if imagenet:
-            self.stem = ImageNetStem(in_channels, channels)
-            C_pp = C_p = C_curr = channels
-        else:
-            C_curr = stem_multiplier * channels
-            self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
-            C_pp, C_p, C_curr = C_curr, C_curr, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = imagenet
-        self.auxiliary_after = 2 * layers // 3
-        self.auxiliary_head = None
-        for i in range(layers):
-            reduction = i in _reduction_layers(layers)
-            if reduction:
-                C_curr *= 2
-                pairs, concat = genotype.reduce, genotype.reduce_concat
-            else:
-                pairs, concat = genotype.normal, genotype.normal_concat
-            self.cells.append(ChildCell(pairs, concat, C_pp, C_p, C_curr, reduction,
-                                        reduction_prev, search_ops))
-            reduction_prev = reduction
-            C_pp, C_p = C_p, len(concat) * C_curr
-            if auxiliary and i == self.auxiliary_after:
-                self.auxiliary_head = AuxiliaryHead(C_p, num_classes, imagenet)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_p, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        stem = self.stem(x)
-        s0, s1 = stem if isinstance(stem, tuple) else (stem, stem)
-        aux_logits = None
-        for i, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            if i == self.auxiliary_after and self.auxiliary_head is not None and self.training:
-                aux_logits = self.auxiliary_head(s1)
-        logits = self.classifier(self.global_pooling(s1).flatten(1))
-        return logits if aux_logits is None else (logits, aux_logits)
 
 
 class DartsCNNSpace:
@@ -320,7 +105,7 @@ class DartsCNNSpace:
     # -- sizes --------------------------------------------------------------------------------
     @classmethod
     def check_sizes(cls, layers: int, channels: int) -> None:
-        _check_size(layers, channels)
+        check_size(layers, channels)
 
     @classmethod
     def describe_sizes(cls, layers: int, channels: int) -> str:
