@@ -1,4 +1,4 @@
-"""The package's layering, read from its sources (DESIGN.md section 2):
+"""The package's layering, read from its sources (docs/architecture.md):
 
 - no import circle among nasp's modules (every import statement counts, also those inside
   functions; the package's face ``nasp/__init__.py`` re-exports and is no arrow);

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 import nasp.apps.compare as compare_module
+import nasp.apps.compare_report as compare_report_module
 from nasp import ConfigError, preset, train_preset
 from nasp.apps.cli import main
-from nasp.apps.compare import ComparePlan, report_markdown, summarise, write_report
+from nasp.apps.compare import ComparePlan, write_report
+from nasp.apps.compare_report import report_markdown, summarise
 from nasp.errors import MissingExtraError
 from nasp.spaces import PRIMITIVE_SETS
 
@@ -150,7 +152,7 @@ def test_report_without_matplotlib(tmp_path, monkeypatch):
     def missing(*args):
         raise MissingExtraError("no matplotlib here")
 
-    monkeypatch.setattr(compare_module, "require", missing)
+    monkeypatch.setattr(compare_report_module, "require", missing)
     write_report(plan, rows, log=lambda s: None)
     report = (tmp_path / "report.md").read_text()
     assert "No plot: no matplotlib here" in report

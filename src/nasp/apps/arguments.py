@@ -15,10 +15,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import Field, fields
 from typing import Any
 
+from nasp.config import PRESETS, describe_preset
 from nasp.config.options import choices_of, cli_fields, flag, value_type
 from nasp.registry import STRATEGIES
+from nasp.spaces import SPACES
 
-__all__ = ["add_options", "add_strategy_options", "given"]
+__all__ = ["DEVICE_OPTIONS", "add_options", "add_strategy_options", "given", "preset_help"]
+
+#: The options that say where and how a run computes.
+DEVICE_OPTIONS = ("device", "memory_format", "precision")
 
 _Parser = argparse.ArgumentParser | argparse._ArgumentGroup
 
@@ -79,3 +84,11 @@ def given(args: argparse.Namespace, dests: Iterable[str], prefix: str = "") -> d
     """The parsed values of ``dests`` by field name (``prefix`` taken off), None when not
     given."""
     return {dest[len(prefix):]: getattr(args, dest) for dest in dests}
+
+
+def preset_help(default: str) -> str:
+    """--preset's help: what each search preset is on each --space."""
+    return "starting configuration; each preset has values per --space: " + " ".join(
+        f"{name} ({'the default; ' if name == default else ''}{p.about}): "
+        + "; ".join(f"{space}: {describe_preset(name, space)}" for space in sorted(SPACES))
+        + "." for name, p in PRESETS.items())

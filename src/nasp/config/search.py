@@ -54,7 +54,7 @@ class SearchConfig(_Config):
 
     ``checkpoint_every``: besides the end of each epoch, write the resume checkpoint after every
     so many steps (0 = only at the end of each epoch). ``deterministic``: deterministic
-    algorithms only (:func:`nasp.engine.session.deterministic_mode`).
+    algorithms only (:func:`nasp.engine.reproducibility.deterministic_mode`).
     """
 
     # what to search
@@ -104,7 +104,7 @@ class SearchConfig(_Config):
     sync_bn: bool = option(**RUN_OPTIONS["sync_bn"])
     out: str | None = option(None, metavar="RUN_DIR",
                              help="run directory (default runs/search-...)")
-    # checkpoints and reproducibility (see nasp.engine.session)
+    # checkpoints and reproducibility (see nasp.engine.session and .reproducibility)
     checkpoint_every: int = option(**RUN_OPTIONS["checkpoint_every"])
     deterministic: bool = option(**RUN_OPTIONS["deterministic"])
     # the strategy's options (an instance of STRATEGIES[strategy].Options)

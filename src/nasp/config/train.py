@@ -64,7 +64,7 @@ class TrainConfig(_Config):
     sync_bn: bool = option(**RUN_OPTIONS["sync_bn"])
     out: str | None = option(None, metavar="RUN_DIR",
                              help="run directory (default runs/train-...)")
-    # checkpoints and reproducibility (see nasp.engine.session)
+    # checkpoints and reproducibility (see nasp.engine.session and .reproducibility)
     checkpoint_every: int = option(**RUN_OPTIONS["checkpoint_every"])
     deterministic: bool = option(**RUN_OPTIONS["deterministic"])
 
@@ -89,7 +89,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(subset=256, layers=3, channels=8, epochs=2, batch_size=32),
     # the default: digits on a laptop CPU in about a minute
     "quick": {},
-    # the DARTS/NASP CIFAR-10 evaluation protocol (DESIGN.md section 4)
+    # the DARTS/NASP CIFAR-10 evaluation protocol (docs/evaluation.md)
     "paper": dict(dataset="cifar10", layers=20, channels=36, epochs=600, batch_size=96,
                   lr=0.025, lr_min=0.0, cutout=16, drop_path=0.2, auxiliary_weight=0.4),
     # the DARTS ImageNet protocol, for an image folder of 224x224 images

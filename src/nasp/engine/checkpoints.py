@@ -28,10 +28,8 @@ from nasp.spaces import Genotype, genotype_from_dict, resolve_genotype, space_of
 __all__ = [
     "BEST",
     "CHECKPOINT_KIND",
-    "DATA_SHAPES",
     "LAST",
     "CheckpointError",
-    "DataShape",
     "TrainedModel",
     "build_network",
     "data_shape",
@@ -45,9 +43,6 @@ BEST = "best.pt"
 CHECKPOINT_KIND = "nasp-train"
 
 
-#: Shapes of the named data sets, known without reading them (``folder`` must be read); each
-#: data source declares its own (:data:`nasp.data.DATASET_SHAPES`).
-DATA_SHAPES = DATASET_SHAPES
 IMAGENET_SHAPE = DataShape(3, (224, 224), 1000)
 
 
@@ -67,7 +62,7 @@ def data_shape(dataset: str | None = None, *, network: str = "cifar",
     elif base is not None:
         shape = base
     else:
-        shape = IMAGENET_SHAPE if network == "imagenet" else DATA_SHAPES["cifar10"]
+        shape = IMAGENET_SHAPE if network == "imagenet" else DATASET_SHAPES["cifar10"]
     for name, value in (("in_channels", in_channels), ("image_size", image_size),
                         ("classes", num_classes)):
         if value is not None and (not isinstance(value, int) or value < 1):

@@ -183,9 +183,6 @@ class Strategy(ABC):
         """This strategy's options (an instance of its ``Options``): ``config.options``."""
         return self.config.options
 
-    def arch_parameters(self) -> dict[str, torch.Tensor]:
-        return self.arch
-
     def autocast(self):
         """Autocast context of the configured precision (a no-op for float32)."""
         return autocast(next(self.net.parameters()).device, self.amp_dtype)

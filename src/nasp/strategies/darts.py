@@ -62,7 +62,6 @@ class DARTS(Strategy):
 
     name = "darts"
     Options = ArchOptions
-    order = 1
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
         return 1e-3 * torch.randn(shape)
@@ -102,7 +101,6 @@ class DARTS2(DARTS):
 
     name = "darts2"
     Options = DARTS2Options
-    order = 2
 
     def virtual_step(self, train: Batch) -> dict[str, torch.Tensor]:
         """``w' = w - xi (mu * buf + grad L_train(w) + wd * w)``: the next SGD update."""
