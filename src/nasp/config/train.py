@@ -43,8 +43,8 @@ class TrainConfig(_Config):
     val_fraction: float = option(
         0.1, metavar="F",
         help="hold out this fraction of the training images (class-stratified, drawn with "
-             "--seed) as a validation split that chooses best.pt (default 0.1; 0 = train on "
-             "all of them and keep no best.pt)")
+             "--seed) as a validation split that chooses best.pt (tiny, quick: 0.1; paper, "
+             "imagenet: 0 = train on all of them, no best.pt)")
     batch_size: int = option(**RUN_OPTIONS["batch_size"])
     cutout: int = option(**RUN_OPTIONS["cutout"])
     # network
