@@ -13,6 +13,7 @@ from nasp import ConfigError, preset, train_preset
 from nasp.apps.cli import main
 from nasp.apps.compare import ComparePlan, write_report
 from nasp.apps.compare_report import report_markdown, summarise
+from nasp.engine.checkpoints import OLDER_DEFAULTS
 from nasp.errors import MissingExtraError
 from nasp.spaces import PRIMITIVE_SETS
 
@@ -103,6 +104,17 @@ def test_other_configuration_is_refused(finished, capsys):
     assert main(changed) == 2
     err = capsys.readouterr().err
     assert "nasp-seed0 was run with another configuration (layers 4 (recorded: 3))" in err
+
+
+def test_a_train_record_of_an_older_nasp_means_no_validation_split(tmp_path):
+    config = train_preset("tiny", val_fraction=0).to_dict()
+    old = {k: v for k, v in config.items() if k != "val_fraction"}  # before the option existed
+    (tmp_path / "train.json").write_text(json.dumps({"test_acc": 0.5, "config": old}))
+    record = compare_module._recorded(tmp_path / "train.json", config, OLDER_DEFAULTS)
+    assert record["test_acc"] == 0.5
+    with pytest.raises(ConfigError, match=r"val_fraction 0.1 \(recorded: 0.0\)"):
+        compare_module._recorded(tmp_path / "train.json", train_preset("tiny").to_dict(),
+                                 OLDER_DEFAULTS)
 
 
 def test_plan_checks():

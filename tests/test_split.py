@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from nasp import preset, search
-from nasp.config import train_preset
+from nasp.config import TrainConfig, train_preset
 from nasp.data import ImageDataset, load_dataset, search_split, subset_of
 from nasp.engine.train import _load_data
 from nasp.errors import DatasetError
@@ -178,12 +178,21 @@ def test_folder_search_split_gives_both_halves_every_class(tmp_path):
 
 def test_train_subset_of_a_class_sorted_folder_holds_every_class(tmp_path):
     make_class_sorted_folder(tmp_path)
-    config = train_preset("tiny", dataset="folder", data_dir=str(tmp_path), subset=9, seed=4)
-    train_set, _ = _load_data(config)
+    config = train_preset("tiny", dataset="folder", data_dir=str(tmp_path), subset=9, seed=4,
+                          val_fraction=0)
+    train_set, _, _ = _load_data(config)
     assert counts(train_set, 3) == [3, 3, 3]
     assert ids(train_set) == ids(subset_of(load_dataset("folder", tmp_path), 9, seed=4))
-    again, _ = _load_data(config.replace(seed=5))
+    again, _, _ = _load_data(config.replace(seed=5))
     assert counts(again, 3) == [3, 3, 3] and set(ids(again)) != set(ids(train_set))
+
+
+def test_validation_split_of_a_class_sorted_folder_holds_every_class(tmp_path):
+    make_class_sorted_folder(tmp_path)
+    config = TrainConfig(dataset="folder", data_dir=str(tmp_path), val_fraction=0.25)
+    train_set, val_set, _ = _load_data(config)
+    assert counts(val_set, 3) == [2, 2, 2] and counts(train_set, 3) == [6, 6, 6]
+    assert not set(ids(val_set)) & set(ids(train_set))
 
 
 def test_search_on_a_class_sorted_folder_uses_the_seeded_split(tmp_path, monkeypatch):

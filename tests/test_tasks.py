@@ -140,9 +140,10 @@ def test_the_loops_ask_their_task(tmp_path, monkeypatch):
     config = train_preset("tiny", device="cpu", subset=32, batch_size=16, epochs=2,
                           out=str(tmp_path / "train"))
     train_module.train("DARTS_V2", config, progress=False, plots=False, log=lambda line: None)
-    # 2 steps per epoch: the main head's loss (the auxiliary head's if the network has one)
+    # 2 steps per epoch: the main head's loss (the auxiliary head's if the network has one);
+    # the validation and the test split evaluated after each epoch
     per_step = 2 if config.auxiliary_weight else 1
-    assert tasks[0].counts == {"loss": 2 * 2 * per_step, "evaluate": 2}
+    assert tasks[0].counts == {"loss": 2 * 2 * per_step, "evaluate": 2 * 2}
 
     monkeypatch.setattr(search_module, "build_task", lambda name: CountingTask())
     config = preset("tiny", device="cpu", subset=32, batch_size=8, epochs=1,

@@ -1,5 +1,6 @@
 """Training from scratch: the loop, checkpoints and resume, presets, and the train/test/info CLI."""
 
+import importlib
 import json
 
 import pytest
@@ -8,11 +9,22 @@ import torch.nn.functional as F
 
 from nasp.apps.cli import main
 from nasp.config import TRAIN_PRESETS, TrainConfig, train_preset
-from nasp.data import load_dataset
+from nasp.data import load_dataset, subset_of
 from nasp.engine.checkpoints import BEST, LAST, data_shape, load_trained, model_info
-from nasp.engine.train import evaluate_checkpoint, resume, task_of, train
-from nasp.errors import CheckpointError, ConfigError
+from nasp.engine.train import (
+    epoch_line,
+    evaluate_checkpoint,
+    resume,
+    task_of,
+    train,
+    validation_split,
+)
+from nasp.errors import CheckpointError, ConfigError, DatasetError
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
+from nasp.tasks.classification import ClassificationTask
+
+# the module, not the function nasp.engine exports under the same name
+train_module = importlib.import_module("nasp.engine.train")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,7 +84,8 @@ def test_run_directory_and_checkpoints(tmp_path):
     trained = load_trained(run / LAST)
     assert trained.epoch == 2 and trained.genotype == BUILTIN_GENOTYPES["DARTS_V2"]
     assert not trained.net.training
-    best = max(records, key=lambda r: r["test_acc"])
+    # best.pt: the epoch of the best validation accuracy (then the lowest loss, the earliest)
+    best = max(records, key=lambda r: (r["val_acc"], -r["val_loss"]))
     assert load_trained(run / BEST).epoch == best["epoch"]
     # nasp test on last.pt reproduces the last epoch's test metrics
     tested = evaluate_checkpoint(run / LAST, device="cpu")
@@ -252,3 +265,164 @@ def test_imagenet_preset_on_an_image_folder(tmp_path):
     lrs = [r["lr"] for r in result.history]
     assert lrs == pytest.approx([0.1, 0.1 * 0.97])  # the DARTS ImageNet schedule
     assert load_trained(result.run_dir / LAST).shape.input_shape == (3, 32, 32)
+
+
+# -- the validation split and the choice of best.pt ------------------------------------------
+
+def _rows(ds):
+    """The images of ``ds`` as a set of bytes (the digits' images are all different)."""
+    return {bytes(image.numpy()) for image in ds.images}
+
+
+@pytest.mark.parametrize("subset", [None, 300])
+def test_validation_split_is_disjoint_stratified_and_seeded(subset):
+    full, test_set = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    train_set, val_set = validation_split(full, subset, 0.1, seed=3)
+    n = len(full) if subset is None else subset
+    assert len(val_set) == round(0.1 * n) and len(train_set) + len(val_set) == n
+    # disjoint from each other and from the test split; together the --subset sample
+    assert not _rows(train_set) & _rows(val_set)
+    assert not (_rows(train_set) | _rows(val_set)) & _rows(test_set)
+    assert _rows(train_set) | _rows(val_set) <= _rows(full)
+    # every class in proportion: within one image of its share
+    shares = torch.bincount(full.labels, minlength=10).double() / len(full)
+    for part in (val_set, train_set):
+        counts = torch.bincount(part.labels, minlength=10).double()
+        assert (counts - shares * len(part)).abs().max() <= 1, counts
+    # seeded: the same seed gives the same parts, another seed others
+    again = validation_split(full, subset, 0.1, seed=3)
+    assert all(torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+               for a, b in zip((train_set, val_set), again))
+    assert _rows(validation_split(full, subset, 0.1, seed=4)[1]) != _rows(val_set)
+    # too few images left to train on is a clear error
+    with pytest.raises(DatasetError, match="--val-fraction"):
+        validation_split(full, 2, 0.9, seed=3)
+
+
+class _ScriptedTask(ClassificationTask):
+    """The classification task whose evaluations return scripted figures: per epoch
+    ``(val_acc, val_loss, test_acc)``, told apart by the split's size (validation: 6 images)."""
+
+    def __init__(self, script, **options):
+        super().__init__(**options)
+        object.__setattr__(self, "script", list(script))
+        object.__setattr__(self, "calls", [])
+
+    def evaluate(self, net, batches, forward=None):
+        split = "val" if len(batches.dataset) == 6 else "test"
+        self.calls.append(split)
+        val_acc, val_loss, test_acc = self.script[self.calls.count(split) - 1]
+        if split == "val":
+            return {"loss": val_loss, "top1": val_acc, "top5": 1.0}
+        return {"loss": 1.0, "top1": test_acc, "top5": 1.0}
+
+
+def test_best_pt_is_chosen_by_validation_accuracy_not_by_test_accuracy(tmp_path, monkeypatch):
+    # the test accuracy peaks at epoch 2, the validation accuracy at epochs 1, 3 and 4, where
+    # epoch 3 has the lowest validation loss
+    script = [(0.9, 1.0, 0.1), (0.5, 0.1, 0.95), (0.9, 0.5, 0.3), (0.9, 0.7, 0.2)]
+    task = _ScriptedTask(script)
+    monkeypatch.setattr(train_module, "task_of", lambda config: task)
+    lines = []
+    result = train("DARTS_V2", tiny(tmp_path, subset=64, channels=4, epochs=4),
+                   progress=False, plots=False, log=lines.append)
+    assert task.calls == ["val", "test"] * 4
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    assert [(r["val_acc"], r["val_loss"], r["test_acc"]) for r in records] == script
+    assert load_trained(result.run_dir / BEST).epoch == 3
+    assert result.best == {"epoch": 3, "val_acc": 0.9, "val_loss": 0.5, "test_acc": 0.3}
+    assert torch.load(result.run_dir / BEST, weights_only=True)["best"] == result.best
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert ["(best)" in line for line in epochs] == [True, False, True, False]
+    assert "test acc 95.00%" in epochs[1]
+    assert "last.pt (the last epoch, 4): test accuracy 20.00%, val acc 90.00%" in lines
+    assert "best.pt (epoch 3, the best val acc 90.00%): test accuracy 30.00%" in lines
+
+
+def test_without_validation_split_training_is_as_before(tmp_path, monkeypatch):
+    full = load_dataset("digits", split="train")
+    train_set, val_set = validation_split(full, 64, 0.0, seed=3)
+    expected = subset_of(full, 64, 3)  # the training images before --val-fraction existed
+    assert val_set is None
+    assert torch.equal(train_set.images, expected.images)
+    assert torch.equal(train_set.labels, expected.labels)
+    calls = []
+    real_evaluate = ClassificationTask.evaluate
+
+    def evaluate(self, net, batches, forward=None):
+        calls.append(len(batches.dataset))
+        return real_evaluate(self, net, batches, forward)
+
+    monkeypatch.setattr(ClassificationTask, "evaluate", evaluate)
+    lines = []
+    result = train("DARTS_V2", tiny(tmp_path, subset=64, channels=4, val_fraction=0),
+                   progress=False, plots=False, log=lines.append)
+    assert calls == [360, 360]  # the test split only, once per epoch
+    assert not (result.run_dir / BEST).exists() and result.best is None
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    assert [list(r) for r in records] == [[
+        "epoch", "lr", "drop_path", "train_loss", "train_acc", "test_loss", "test_acc",
+        "test_top5", "seconds"]] * 2
+    assert "data: digits, 64 training images (no validation split), 360 test images of 1x8x8" in (
+        lines)
+    assert any(line.startswith("no best.pt") for line in lines)
+    assert train_preset("paper").val_fraction == 0 == train_preset("imagenet").val_fraction
+    assert train_preset("quick").val_fraction == 0.1 == train_preset("tiny").val_fraction
+
+
+def _as_written_by_an_older_nasp(path):
+    """Rewrite checkpoint ``path`` as nasp wrote it before the validation split existed."""
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["config"]["val_fraction"]
+    if "best" in checkpoint:  # last.pt: the best epoch by test accuracy
+        checkpoint["best"] = {"epoch": 1, "test_acc": checkpoint["history"][0]["test_acc"]}
+    torch.save(checkpoint, path)
+
+
+def test_checkpoints_of_an_older_nasp_load_and_resume(tmp_path, capsys):
+    config = dict(subset=64, channels=4, epochs=3, val_fraction=0)
+    straight = train("DARTS_V2", tiny(tmp_path, "straight", **config), **QUIET)
+
+    def interrupt_after_epoch_1(line):
+        if line.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("DARTS_V2", tiny(tmp_path, "old", **config), progress=False, plots=False,
+              log=interrupt_after_epoch_1)
+    old = tmp_path / "old"
+    _as_written_by_an_older_nasp(old / LAST)
+    (old / BEST).write_bytes((old / LAST).read_bytes())  # an older nasp's best.pt (by test)
+    trained = load_trained(old / LAST)
+    assert trained.epoch == 1 and trained.config.val_fraction == 0
+    assert evaluate_checkpoint(old / BEST, device="cpu")["epoch"] == 1
+    assert model_info(old / BEST)["config"].val_fraction == 0
+    # resumed without a validation split, as it was started: the same weights and metrics
+    lines = []
+    resumed = resume(old, progress=False, plots=False, log=lines.append)
+    assert resumed.config.val_fraction == 0
+    a, b = straight.net.state_dict(), resumed.net.state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in straight.history] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in resumed.history]
+    assert any("chosen by its test accuracy by an older nasp" in line for line in lines)
+    assert main(["test", str(old / BEST), "--device", "cpu"]) == 0
+    assert main(["info", str(old / LAST)]) == 0
+    # a resume may not add a validation split to a run that had none
+    with pytest.raises(ConfigError, match="--val-fraction 0.1"):
+        resume(old, val_fraction=0.1, **QUIET)
+
+
+def test_the_epoch_line_fits_120_columns(tmp_path):
+    widest = {"epoch": 600, "lr": 0.000123456, "train_loss": 12.3456, "train_acc": 1.0,
+              "val_acc": 1.0, "test_acc": 1.0, "seconds": 3599.4}
+    line = epoch_line(widest, 600, best=True, left=99 * 86400 + 23 * 3600)
+    assert line == ("epoch 600/600  train loss 12.346 acc 100.0%  val acc 100.00% (best)  "
+                    "test acc 100.00%  lr 0.000123  59m59s  99d23h left")
+    assert len(line) <= 120
+    lines = []
+    train("DARTS_V2", tiny(tmp_path, subset=64, channels=4), progress=False, plots=False,
+          log=lines.append)
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all(len(line) <= 120 for line in epochs)
+    assert " left" in epochs[0] and " left" not in epochs[1]

@@ -98,8 +98,10 @@ _COMPARE_SEARCH_OPTIONS = {
 _COMPARE_STRATEGY_OPTIONS = ("random_samples",)
 _COMPARE_TRAIN_OPTIONS = {
     "epochs": None, "layers": None, "channels": None, "batch_size": None,
-    "subset": "train on N training images only, a class-stratified sample drawn with each seed",
-    "lr": None, "cutout": None, "drop_path": None, "auxiliary_weight": None}
+    "subset": "use N training images only, a class-stratified sample drawn with each seed "
+              "(--train-val-fraction of them held out for validation)",
+    "lr": None, "cutout": None, "drop_path": None, "auxiliary_weight": None,
+    "val_fraction": None}
 
 
 def add_compare_parser(sub) -> None:

@@ -54,7 +54,7 @@ from nasp.apps.compare_report import plot_accuracy_vs_time, report_markdown, sum
 from nasp.config import SearchConfig, TrainConfig
 from nasp.core.measure import parameter_count
 from nasp.data import load_dataset
-from nasp.engine.checkpoints import LAST
+from nasp.engine.checkpoints import LAST, OLDER_DEFAULTS
 from nasp.engine.search import search
 from nasp.engine.train import resume, train
 from nasp.errors import ConfigError, MissingExtraError
@@ -208,7 +208,7 @@ def _run(plan: ComparePlan, strategy: str, seed: int,
                 "total_seconds": row["search_seconds"]}
 
     tconfig = plan.train_config(strategy, seed)
-    trained = _recorded(run_dir / "train.json", tconfig.to_dict())
+    trained = _recorded(run_dir / "train.json", tconfig.to_dict(), OLDER_DEFAULTS)
     if trained is None:
         wall = time.perf_counter()
         if (Path(tconfig.out) / LAST).is_file():
@@ -229,14 +229,16 @@ def _run(plan: ComparePlan, strategy: str, seed: int,
             "total_seconds": row["search_seconds"] + trained["train_seconds"]}
 
 
-def _recorded(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+def _recorded(path: Path, config: dict[str, Any], older: dict[str, Any] | None = None,
+              ) -> dict[str, Any] | None:
     """The record of a finished stage, None if there is none; an error if it was run with
-    another configuration."""
+    another configuration. ``older``: the values of keys a record of an older nasp lacks (a
+    train record without ``val_fraction`` was trained without a validation split)."""
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
-        saved = record["config"]
+        saved = {**(older or {}), **record["config"]}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"{path} is unreadable or damaged ({err}); delete it to run that "
                           f"stage again") from None

@@ -25,6 +25,12 @@ class TrainConfig(_Config):
     ``memory_format`` and ``precision`` (the training steps' autocast) are resolved by
     :mod:`nasp.runtime.device` as for the search; evaluation always runs in float32.
     ``checkpoint_every`` and ``deterministic`` are as in :class:`SearchConfig`.
+
+    ``val_fraction`` of the training images (of the ``subset`` if one is given) are held out as
+    a validation split, a class-stratified sample drawn with ``seed``
+    (:func:`nasp.engine.train.validation_split`): evaluated after every epoch, it chooses
+    ``best.pt``. ``val_fraction = 0`` trains on every training image, exactly as nasp did before
+    the option existed, and keeps no ``best.pt``. The test split never chooses anything.
     """
 
     # data
@@ -32,7 +38,13 @@ class TrainConfig(_Config):
     data_dir: str | None = option(**RUN_OPTIONS["data_dir"])
     subset: int | None = option(
         None, metavar="N",
-        help="train on N training images only, a class-stratified sample drawn with --seed")
+        help="use N training images only, a class-stratified sample drawn with --seed "
+             "(--val-fraction of them are held out for validation)")
+    val_fraction: float = option(
+        0.1, metavar="F",
+        help="hold out this fraction of the training images (class-stratified, drawn with "
+             "--seed) as a validation split that chooses best.pt (tiny, quick: 0.1; paper, "
+             "imagenet: 0 = train on all of them, no best.pt)")
     batch_size: int = option(**RUN_OPTIONS["batch_size"])
     cutout: int = option(**RUN_OPTIONS["cutout"])
     # network
@@ -79,6 +91,8 @@ class TrainConfig(_Config):
         _check_numbers(self, ("lr", "lr_min", "momentum", "weight_decay", "grad_clip",
                               "auxiliary_weight"), 0, "a non-negative number")
         _check_numbers(self, ("drop_path", "label_smoothing"), 0, "a probability in [0, 1)", 1)
+        _check_numbers(self, ("val_fraction",), 0, "a fraction in [0, 1) (0 = no validation split)",
+                       1)
         _check_numbers(self, ("lr_gamma",), 0, "a factor in (0, 1]")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"--lr-gamma must be a factor in (0, 1], got {self.lr_gamma!r}")
@@ -89,14 +103,17 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(subset=256, layers=3, channels=8, epochs=2, batch_size=32),
     # the default: digits on a laptop CPU in about a minute
     "quick": {},
-    # the DARTS/NASP CIFAR-10 evaluation protocol (docs/evaluation.md)
+    # the DARTS/NASP CIFAR-10 evaluation protocol (docs/evaluation.md): all 50,000 training
+    # images, the last epoch's test accuracy reported, nothing chosen (val_fraction 0)
     "paper": dict(dataset="cifar10", layers=20, channels=36, epochs=600, batch_size=96,
-                  lr=0.025, lr_min=0.0, cutout=16, drop_path=0.2, auxiliary_weight=0.4),
-    # the DARTS ImageNet protocol, for an image folder of 224x224 images
+                  lr=0.025, lr_min=0.0, cutout=16, drop_path=0.2, auxiliary_weight=0.4,
+                  val_fraction=0.0),
+    # the DARTS ImageNet protocol, for an image folder of 224x224 images (all its training
+    # images, as for paper)
     "imagenet": dict(dataset="folder", network="imagenet", layers=14, channels=48, epochs=250,
                      batch_size=128, lr=0.1, lr_schedule="exponential", lr_gamma=0.97,
                      weight_decay=3e-5, label_smoothing=0.1, drop_path=0.0,
-                     auxiliary_weight=0.4),
+                     auxiliary_weight=0.4, val_fraction=0.0),
 }
 
 

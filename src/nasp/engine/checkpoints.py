@@ -1,10 +1,13 @@
 """The trained model: the evaluation network of a genotype, its checkpoints, its size.
 
 ``nasp train`` writes two checkpoints into its run directory, ``last.pt`` (everything needed to
-resume) and ``best.pt`` (the weights of the epoch with the best test accuracy). Both hold the
-genotype, the :class:`~nasp.config.TrainConfig` and the data shape, so :func:`load_trained`
-rebuilds the network from the file alone. Files are read with ``torch.load(weights_only=True)``:
-loading a checkpoint never runs code from it.
+resume) and, when it holds out a validation split, ``best.pt`` (the weights of the epoch with the
+best validation accuracy). Both hold the genotype, the :class:`~nasp.config.TrainConfig` and the
+data shape, so :func:`load_trained` rebuilds the network from the file alone. Files are read with
+``torch.load(weights_only=True)``: loading a checkpoint never runs code from it.
+
+Checkpoints of an older nasp lack the configuration keys added since (:data:`OLDER_DEFAULTS`);
+:func:`saved_config` reads them as the values that older nasp trained with.
 """
 
 from __future__ import annotations
@@ -36,11 +39,16 @@ __all__ = [
     "load_trained",
     "model_info",
     "read_checkpoint",
+    "saved_config",
 ]
 
 LAST = "last.pt"
 BEST = "best.pt"
 CHECKPOINT_KIND = "nasp-train"
+
+#: TrainConfig keys added after the first checkpoints were written, with the value that means
+#: what the older nasp did: no validation split (it trained on every training image).
+OLDER_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0}
 
 
 IMAGENET_SHAPE = DataShape(3, (224, 224), 1000)
@@ -125,6 +133,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return path, data
 
 
+def saved_config(config: Any, source: str) -> TrainConfig:
+    """The :class:`TrainConfig` of a checkpoint's (or a record's) ``config`` mapping; keys it
+    lacks because an older nasp wrote it take their :data:`OLDER_DEFAULTS` (so an old run
+    resumes as it started), the others their defaults. ``source`` names it in errors."""
+    if isinstance(config, dict):
+        config = {**OLDER_DEFAULTS, **config}
+    return TrainConfig.from_dict(config, source)
+
+
 @dataclass
 class TrainedModel:
     """A network rebuilt from a ``nasp train`` checkpoint, in eval mode."""
@@ -143,7 +160,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     path, checkpoint = read_checkpoint(path)
     try:
         genotype = genotype_from_dict(checkpoint["genotype"])
-        config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
+        config = saved_config(checkpoint["config"], f"the configuration in {path}")
         data = checkpoint["data"]
         shape = DataShape.from_record(data)
         net = build_network(genotype, config, shape)

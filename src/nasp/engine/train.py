@@ -1,9 +1,13 @@
 """Train a genotype's evaluation network from scratch, as the DARTS and NASP papers do.
 
-Data: the training split of the data set (if ``subset`` is given, a seeded, class-stratified
-sample of that many images, :func:`~nasp.data.subset_of` with ``config.seed``, which holds every
-class in proportion whatever the order of the images) trains the network, augmented on the
-device (random crop, flip where sensible, cutout); the test split is evaluated after every epoch.
+Data (:func:`validation_split`): the training split of the data set (if ``subset`` is given, a
+seeded, class-stratified sample of that many images drawn with ``config.seed``, which holds every
+class in proportion whatever the order of the images) less a validation split of ``val_fraction``
+of those images (class-stratified, drawn with ``config.seed`` too) trains the network, augmented
+on the device (random crop, flip where sensible, cutout). After every epoch the validation split
+and the test split are evaluated; the validation accuracy alone chooses ``best.pt``, the test
+split only measures. With ``val_fraction = 0`` every training image trains, as before the option
+existed (the same images in the same order, so the same weights), and there is no ``best.pt``.
 Per epoch ``e = 0 .. epochs - 1``:
 
 - drop-path probability ``p_e = drop_path * e / epochs`` (DARTS' linear ramp: 0 in the first
@@ -17,10 +21,11 @@ Run directory: ``config.yaml``, ``environment.json``, ``genotype.json``, ``metri
 object per epoch), ``last.pt`` (model, optimiser, schedule, every random state, the position in
 the epoch and the metrics so far: a resumed run continues exactly as an uninterrupted one would)
 written atomically at the end of every epoch and, with ``checkpoint_every = N > 0``, after every
-N-th step, ``best.pt`` (the model of the epoch with the best test accuracy), and pictures at the
-end. A mid-epoch ``last.pt`` has ``step > 0``: its ``epoch`` counts the completed epochs. As in
-the search, no checkpoint is written while a loss or weight is NaN or infinite
-(:class:`~nasp.errors.NonFiniteError`), and running out of memory is a
+N-th step, ``best.pt`` (the model of the epoch with the best validation accuracy, ties going to
+the lower validation loss, then to the earlier epoch; written only with a validation split), and
+pictures at the end. A mid-epoch ``last.pt`` has ``step > 0``: its ``epoch`` counts the
+completed epochs. As in the search, no checkpoint is written while a loss or weight is NaN or
+infinite (:class:`~nasp.errors.NonFiniteError`), and running out of memory is a
 :class:`~nasp.errors.NotEnoughMemoryError` that suggests a smaller batch. The life cycle is the
 run engine's (:class:`~nasp.engine.session.RunSession`); this module says what a training step,
 epoch and checkpoint are.
@@ -28,6 +33,7 @@ epoch and checkpoint are.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +43,8 @@ import torch
 from torch import nn
 
 from nasp.config import TrainConfig
-from nasp.core.measure import parameter_count
-from nasp.data import Batches, ImageDataset, load_dataset, subset_of
+from nasp.core.measure import flop_count, parameter_count
+from nasp.data import Batches, ImageDataset, load_dataset, stratified_split, subset_of
 from nasp.engine.checkpoints import (
     BEST,
     CHECKPOINT_KIND,
@@ -47,6 +53,7 @@ from nasp.engine.checkpoints import (
     build_network,
     load_trained,
     read_checkpoint,
+    saved_config,
 )
 from nasp.engine.pictures import write_pictures
 from nasp.engine.reproducibility import (
@@ -71,16 +78,22 @@ from nasp.spaces import (
 )
 from nasp.tasks import Task, build_task
 
-__all__ = ["TrainResult", "evaluate_checkpoint", "resume", "task_of", "train"]
+__all__ = ["TrainResult", "epoch_line", "evaluate_checkpoint", "resume", "task_of", "train",
+           "validation_split"]
 
 
 @dataclass
 class TrainResult:
+    """A finished training: ``net`` is the last epoch's model (``last.pt``), ``history`` the
+    per-epoch records of ``metrics.jsonl``, ``best`` the epoch ``best.pt`` holds (``epoch``,
+    ``val_acc``, ``val_loss``, ``test_acc``), None without a validation split."""
+
     run_dir: Path
     genotype: Genotype
     config: TrainConfig
     net: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
 
 
 def task_of(config: TrainConfig) -> Task:
@@ -146,7 +159,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
         raise CheckpointError(f"--resume: {run_dir} holds no {LAST} to continue from; start the "
                               f"run without --resume (add --overwrite to replace what is there)")
     path, checkpoint = read_checkpoint(run_dir / LAST)
-    config = TrainConfig.from_dict(checkpoint["config"], f"the configuration in {path}")
+    config = saved_config(checkpoint["config"], f"the configuration in {path}")
     saved = genotype_from_dict(checkpoint["genotype"])
     differ = []
     if genotype is not None:
@@ -167,10 +180,37 @@ def _as_genotype(genotype: Genotype | str) -> Genotype:
     return resolve_genotype(genotype)
 
 
-def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
+def validation_split(ds: ImageDataset, subset: int | None, fraction: float, seed: int,
+                     ) -> tuple[ImageDataset, ImageDataset | None]:
+    """``(training images, validation images)`` of the training split ``ds``.
+
+    Of ``n`` images (``subset``, or all of ``ds`` if None), ``fraction * n`` rounded (halves up;
+    at least 1) are held out for validation and the rest train: the two parts of
+    :func:`~nasp.data.stratified_split` ``(ds, [n_val, n - n_val], seed)``, so both hold every
+    class in proportion, they are disjoint, and the same ``ds``, ``subset``, ``fraction`` and
+    ``seed`` give the same parts in every process and every resumed run. ``fraction = 0``:
+    ``(subset_of(ds, subset, seed), None)``, the training images of a run without the option.
+
+    Raises :class:`DatasetError` when ``subset`` exceeds ``ds`` or no training image is left.
+    """
+    if not fraction:
+        return subset_of(ds, subset, seed), None
+    n = len(ds) if subset is None else subset
+    n_val = max(1, int(fraction * n + 0.5))
+    if n_val >= n:
+        raise DatasetError(f"--val-fraction {fraction} of {n} training images leaves none to "
+                           f"train on; use a smaller --val-fraction (0 = no validation split) or "
+                           f"more images")
+    val_set, train_set = stratified_split(ds, [n_val, n - n_val], seed)
+    return train_set, val_set
+
+
+def _load_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
+    """``(training, validation or None, test)`` images of ``config``."""
     train_set = load_dataset(config.dataset, config.data_dir, "train")
     test_set = load_dataset(config.dataset, config.data_dir, "test")
-    return subset_of(train_set, config.subset, config.seed), test_set
+    return (*validation_split(train_set, config.subset, config.val_fraction, config.seed),
+            test_set)
 
 
 class _TrainSession(RunSession):
@@ -180,11 +220,12 @@ class _TrainSession(RunSession):
     loss_name, state_name = "the loss", "the weights"
     advice = "Lower --lr, use --precision fp32, or try another --seed."
 
-    def __init__(self, config: TrainConfig, data: tuple[ImageDataset, ImageDataset],
+    def __init__(self, config: TrainConfig,
+                 data: tuple[ImageDataset, ImageDataset | None, ImageDataset],
                  device: torch.device, genotype: Genotype):
         super().__init__(config, device)
         self.genotype = genotype
-        self.train_set, self.test_set = data
+        self.train_set, self.val_set, self.test_set = data
         self.shape = DataShape.of(self.train_set)
         self.task = task_of(config)
         memory_format = resolve_memory_format(config.memory_format, device)
@@ -213,15 +254,21 @@ class _TrainSession(RunSession):
         self.train_stream = self.train_batches.forever()
         self.test_batches = Batches(distributed.part(self.test_set), 2 * config.batch_size,
                                     device=device, shuffle=False, channels_last=channels_last)
-        self.best: dict[str, Any] = {"epoch": 0, "test_acc": -1.0}
+        self.val_batches = None if self.val_set is None else Batches(
+            distributed.part(self.val_set), 2 * config.batch_size, device=device, shuffle=False,
+            channels_last=channels_last)
+        # the epoch best.pt holds (epoch 0: none yet); an older nasp's last.pt holds
+        # {"epoch", "test_acc"} instead, kept as it is (it has no validation split)
+        self.best: dict[str, Any] = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf,
+                                     "test_acc": None}
         self.lr = 0.0  # the lr of the current epoch
         self.logger = None
 
     load_data = staticmethod(_load_data)
 
     @classmethod
-    def check_data(cls, data: tuple[ImageDataset, ImageDataset], checkpoint: Mapping[str, Any],
-                   run_dir: Path) -> None:
+    def check_data(cls, data: tuple[ImageDataset, ImageDataset | None, ImageDataset],
+                   checkpoint: Mapping[str, Any], run_dir: Path) -> None:
         saved_shape = DataShape.from_record(checkpoint["data"])
         if DataShape.of(data[0]) != saved_shape:
             raise DatasetError(f"the data at hand ({DataShape.of(data[0])}) does not match the "
@@ -276,9 +323,14 @@ class _TrainSession(RunSession):
         self.logger = open_logger(run.file("tensorboard"), output.tensorboard)
         distributed.decorrelate_global_rng()  # torchrun: own drop-path masks per rank
         output.log(f"training {self.genotype.compact()}")
-        output.log(f"on {config.dataset} ({len(self.train_set)} training, "
-                   f"{len(self.test_set)} test images of {self.shape.input_shape}), "
-                   f"{config.network} network with {config.layers} cells, C {config.channels}, "
+        if self.val_set is None:
+            images = f"{len(self.train_set)} training images (no validation split)"
+        else:
+            images = (f"{len(self.train_set)} training + {len(self.val_set)} validation images "
+                      f"(seed {config.seed})")
+        output.log(f"data: {config.dataset}, {images}, {len(self.test_set)} test images of "
+                   f"{'x'.join(map(str, self.shape.input_shape))}")
+        output.log(f"network: {config.network}, {config.layers} cells, C {config.channels}, "
                    f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
                    f"run directory {run.path}")
 
@@ -304,44 +356,120 @@ class _TrainSession(RunSession):
                             self.task.correct(logits, y).float()]), len(y)
 
     def end_epoch(self, clock: EpochClock, steps: int) -> dict[str, Any]:
-        """Step the schedule and test; the epoch's record."""
+        """Step the schedule, validate and test; the epoch's record (``val_*`` keys only with a
+        validation split)."""
         train_loss, train_acc = self.sums.means([self.sums.seen, self.sums.seen])
         self.scheduler.step()
+        record = {"epoch": self.epoch + 1, "lr": self.lr, "drop_path": self.net.drop_path_prob,
+                  "train_loss": train_loss, "train_acc": train_acc}
+        if self.val_batches is not None:
+            val = self.task.evaluate(self.net, self.val_batches)
+            record.update(val_loss=val["loss"], val_acc=val["top1"], val_top5=val["top5"])
         test = self.task.evaluate(self.net, self.test_batches)
-        return {"epoch": self.epoch + 1, "lr": self.lr, "drop_path": self.net.drop_path_prob,
-                "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
-                "test_acc": test["top1"], "test_top5": test["top5"],
-                "seconds": clock.seconds()}
+        record.update(test_loss=test["loss"], test_acc=test["top1"], test_top5=test["top5"])
+        record["seconds"] = clock.seconds()
+        return record
 
     def epoch_done(self, run: RunDir, record: dict[str, Any]) -> None:
-        """Write best.pt if this epoch tested best."""
-        if record["test_acc"] > self.best["test_acc"]:
-            self.best = {"epoch": self.epoch, "test_acc": record["test_acc"]}
-            run.save_torch(BEST, self._model_state())
+        """Write best.pt if this epoch has the best validation accuracy so far (ties: the lower
+        validation loss; then the earlier epoch). The test accuracy chooses nothing."""
+        if "val_acc" not in record:
+            return
+        best = (self.best.get("val_acc", -1.0), -self.best.get("val_loss", math.inf))
+        if (record["val_acc"], -record["val_loss"]) > best:
+            self.best = {"epoch": self.epoch, "val_acc": record["val_acc"],
+                         "val_loss": record["val_loss"], "test_acc": record["test_acc"]}
+            run.save_torch(BEST, {**self._model_state(), "best": dict(self.best)})
 
     def report_epoch(self, record: dict[str, Any], log: Callable[[str], None]) -> None:
-        self.logger.scalars({"loss/train": record["train_loss"],
-                             "loss/test": record["test_loss"],
-                             "accuracy/train": record["train_acc"],
-                             "accuracy/test": record["test_acc"],
-                             "accuracy/test_top5": record["test_top5"], "lr": record["lr"],
-                             "drop_path": record["drop_path"]}, self.epoch)
-        train = {"loss": record["train_loss"], "top1": record["train_acc"]}
-        test = {"loss": record["test_loss"], "top1": record["test_acc"],
-                "top5": record["test_top5"]}
-        log(f"epoch {self.epoch}/{self.config.epochs}  train {self.task.format(train)}  "
-            f"test {self.task.format(test)}  lr {record['lr']:.4f}  drop-path "
-            f"{record['drop_path']:.3f}  {record['seconds']:.1f}s")
+        scalars = {"loss/train": record["train_loss"], "accuracy/train": record["train_acc"],
+                   "loss/test": record["test_loss"], "accuracy/test": record["test_acc"],
+                   "accuracy/test_top5": record["test_top5"], "lr": record["lr"],
+                   "drop_path": record["drop_path"]}
+        if "val_acc" in record:
+            scalars.update({"loss/val": record["val_loss"], "accuracy/val": record["val_acc"],
+                            "accuracy/val_top5": record["val_top5"]})
+        self.logger.scalars(scalars, self.epoch)
+        seconds = [r["seconds"] for r in self.history]
+        left = sum(seconds) / len(seconds) * (self.config.epochs - self.epoch)
+        log(epoch_line(record, self.config.epochs, best=self.best["epoch"] == record["epoch"],
+                       left=left))
 
     def finish(self, run: RunDir, output: Output) -> TrainResult:
+        chosen = None if self.val_set is None else dict(self.best)
         if self.history:
-            last = self.history[-1]
-            output.log(f"test accuracy {100 * last['test_acc']:.2f}% after {self.epoch} epochs "
-                       f"(best {100 * self.best['test_acc']:.2f}% at epoch "
-                       f"{self.best['epoch']}); {parameter_count(self.net) / 1e6:.2f}M "
-                       f"parameters")
+            for line in self._summary(run):
+                output.log(line)
         if output.plots:
             write_pictures(run.path, output.log)
-        output.log(f"run directory: {run.path} (config.yaml, genotype.json, metrics.jsonl, "
-                   f"{LAST}, {BEST})")
-        return TrainResult(run.path, self.genotype, self.config, self.net, list(self.history))
+        files = ["config.yaml", "genotype.json", "metrics.jsonl", LAST]
+        files += [BEST] if run.file(BEST).is_file() else []
+        output.log(f"run directory: {run.path} ({', '.join(files)})")
+        return TrainResult(run.path, self.genotype, self.config, self.net, list(self.history),
+                           chosen)
+
+    def _summary(self, run: RunDir) -> list[str]:
+        """The closing lines: time, size, the last model and the chosen one."""
+        last = self.history[-1]
+        seconds = sum(r["seconds"] for r in self.history)
+        shape = "x".join(map(str, self.shape.input_shape))
+        lines = [f"done: {last['epoch']} epochs in {_duration(seconds)}; "
+                 f"{parameter_count(self.net) / 1e6:.2f}M parameters, "
+                 f"{_count(flop_count(self.net, self.shape.input_shape))} FLOPs per {shape} "
+                 f"image"]
+        val = f", val acc {_pct(last['val_acc'])}" if "val_acc" in last else ""
+        lines.append(f"{LAST} (the last epoch, {last['epoch']}): test accuracy "
+                     f"{_pct(last['test_acc'])}{val}")
+        best = self.best
+        if self.val_set is not None:
+            lines.append(f"{BEST} (epoch {best['epoch']}, the best val acc "
+                         f"{_pct(best['val_acc'])}): test accuracy {_pct(best['test_acc'])}")
+        elif run.file(BEST).is_file() and best.get("test_acc") is not None:
+            lines.append(f"{BEST} (epoch {best['epoch']}) was chosen by its test accuracy by an "
+                         f"older nasp, so its {_pct(best['test_acc'])} is optimistic")
+        else:
+            lines.append(f"no {BEST}: --val-fraction 0 holds out no validation images to choose "
+                         f"an epoch by")
+        return lines
+
+
+def epoch_line(record: Mapping[str, Any], epochs: int, *, best: bool = False,
+               left: float | None = None) -> str:
+    """An epoch's log line (at most 120 characters up to 999 epochs and 100 days left):
+    ``epoch 3/10  train loss 0.512 acc 85.3%  val acc 91.67% (best)  test acc 90.28%  lr 0.0452
+    4.1s  29s left``. ``best``: this epoch's model became best.pt; ``left``: the seconds the
+    remaining epochs should take (nothing said when 0 or None)."""
+    parts = [f"epoch {record['epoch']}/{epochs}",
+             f"train loss {record['train_loss']:.3f} acc {100 * record['train_acc']:.1f}%"]
+    if "val_acc" in record:
+        parts.append(f"val acc {_pct(record['val_acc'])}{' (best)' if best else ''}")
+    parts += [f"test acc {_pct(record['test_acc'])}", f"lr {record['lr']:.3g}",
+              _duration(record["seconds"])]
+    if left:
+        parts.append(f"{_duration(left)} left")
+    return "  ".join(parts)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _duration(seconds: float) -> str:
+    """``4.1s``, ``12m05s``, ``3h07m``, ``12d05h``: at most 6 characters below 100 days."""
+    if seconds < 59.95:
+        return f"{seconds:.1f}s"
+    seconds = round(seconds)
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes}m{secs:02d}s"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h" if days else f"{hours}h{minutes:02d}m"
+
+
+def _count(n: float) -> str:
+    """``1.06G``, ``528M``, ``4.6K``: three significant digits and an SI prefix."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.3g}{prefix}"
+    return f"{n:.3g}"
