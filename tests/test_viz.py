@@ -212,3 +212,5 @@ def test_without_matplotlib_plot_says_how_to_install_and_train_still_works(
                                    out=str(tmp_path / "train")), progress=False, log=lines.append)
     assert [line for line in lines if line.startswith("no pictures:")]
     assert (tmp_path / "train" / "best.pt").is_file()
+    report = (tmp_path / "train" / "report.html").read_text()
+    assert "No pictures" in report and "torch-nasp[viz]" in report and "<img" not in report

@@ -49,6 +49,7 @@ from nasp.engine.checkpoints import (
     read_checkpoint,
 )
 from nasp.engine.pictures import write_pictures
+from nasp.engine.report import write_report
 from nasp.engine.reproducibility import (
     restore_rng_state,
     resumed_config,
@@ -342,6 +343,7 @@ class _TrainSession(RunSession):
                        f"parameters")
         if output.plots:
             write_pictures(run.path, output.log)
+            write_report(run.path, output.log)
         output.log(f"run directory: {run.path} (config.yaml, genotype.json, metrics.jsonl, "
                    f"{LAST}, {BEST})")
         return TrainResult(run.path, self.genotype, self.config, self.net, list(self.history))
