@@ -88,6 +88,14 @@ def test_a_training_writes_its_report_without_the_search_sections(tmp_path):
     assert "test accuracy (last epoch)" in page and "best test accuracy" in page
     assert len(images(page)) == 4  # two cells, curves, timing
     assert f"report: {out / REPORT}" in lines
+    # a training that selects its model on a validation split: the best epoch by val_acc
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for record, val_acc in zip(records, (0.7, 0.6)):
+        record["val_acc"] = val_acc
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    page = build_report(out)
+    assert (f"70.00% at epoch 1 (test accuracy there {100 * records[0]['test_acc']:.2f}%)"
+            in page)
 
 
 def test_nasp_report_rebuilds_the_report_with_fresh_pictures(search_run, capsys):

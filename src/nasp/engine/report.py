@@ -207,10 +207,10 @@ class _Report:
         planned = c.get("epochs")
         epochs = f"{done} of {planned} epochs" if planned is not None else f"{done} epochs"
         if self.search:
-            what = (f"{c.get('strategy', '?')} search of the {c.get('space', 'darts')} space "
-                    f"({c.get('primitives', '?')}) on {c.get('dataset', '?')}")
+            what = (f"Search with {c.get('strategy', '?')} in the {c.get('space', 'darts')} "
+                    f"space ({c.get('primitives', '?')}) on {c.get('dataset', '?')}")
         else:
-            what = f"training from scratch on {c.get('dataset', '?')}"
+            what = f"Training from scratch on {c.get('dataset', '?')}"
         finished = isinstance(planned, int) and done >= planned and (
             not self.search or (self.run / "arch.pt").is_file())
         return f"{what}: {epochs}, {'finished' if finished else 'not finished'}."
@@ -229,8 +229,11 @@ class _Report:
             best = _best(self.records, "val_acc") or _best(self.records, "test_acc")
             if best:
                 key, record = best
+                there = (f" (test accuracy there {_pct(record.get('test_acc'))})"
+                         if key != "test_acc" else "")
                 rows.append((f"best {key.replace('_acc', '')} accuracy",
-                             f"{_pct(record.get(key))} at epoch {record.get('epoch', '?')}"))
+                             f"{_pct(record.get(key))} at epoch "
+                             f"{_e(record.get('epoch', '?'))}{there}"))
         seconds = [number(r.get("seconds")) for r in self.records]
         total = sum(s for s in seconds if s == s)
         if self.records:
@@ -354,16 +357,17 @@ class _Report:
                 + '<div class="scroll">' + _table(rows, head=head) + "</div>")
 
     def _timing(self) -> str:
-        seconds = [s for s in (number(r.get("seconds")) for r in self.records) if s == s]
-        if not seconds:
+        timed = [(number(r.get("seconds")), r.get("epoch", i + 1))
+                 for i, r in enumerate(self.records) if number(r.get("seconds")) >= 0]
+        if not timed:
             return '<p class="muted">No epoch times recorded.</p>'
-        slowest = max(range(len(seconds)), key=seconds.__getitem__)
+        seconds = [s for s, _ in timed]
+        slowest, slowest_epoch = max(timed, key=lambda pair: pair[0])
         rows = [("total", format_duration(sum(seconds))),
                 ("epochs timed", str(len(seconds))),
                 ("per epoch, median", format_duration(statistics.median(seconds))),
                 ("first epoch", format_duration(seconds[0])),
-                ("slowest epoch", f"{format_duration(seconds[slowest])} (epoch "
-                                  f"{self.records[slowest].get('epoch', slowest + 1)})")]
+                ("slowest epoch", f"{format_duration(slowest)} (epoch {_e(slowest_epoch)})")]
         cpu = [s for s in (number(r.get("cpu_seconds")) for r in self.records) if s == s]
         if cpu:
             rows.append(("CPU time of the process", format_duration(sum(cpu))))
