@@ -264,6 +264,26 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write the report.html of a run directory",
+        description="(Re)write RUN_DIR/report.html, one self-contained page (no network, no "
+                    "script) with the command and configuration, the cell, the learning curves, "
+                    "for a search the architecture weights, benchmark accuracy and collapse "
+                    "diagnostics over time, the timing and the environment; the pictures are "
+                    "redrawn first (they need the viz extra, matplotlib). Works for runs of "
+                    "older versions too.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nasp.engine.report import report_run
+
+    print(report_run(args.run_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nasp",
@@ -277,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _info_parser(sub)
     _export_parser(sub)
     _plot_parser(sub)
+    _report_parser(sub)
     add_compare_parser(sub)
     return parser
 

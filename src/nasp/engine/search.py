@@ -39,6 +39,7 @@ from nasp.data import Batches, ImageDataset, load_dataset, search_split
 from nasp.engine.checkpoints import load_checkpoint_file
 from nasp.engine.diagnostics import Diagnostics, format_diagnostics
 from nasp.engine.pictures import write_pictures
+from nasp.engine.report import write_report
 from nasp.engine.reproducibility import (
     restore_rng_state,
     resumed_config,
@@ -284,6 +285,7 @@ class _SearchSession(RunSession):
             run.write_text("genotypes.json", json.dumps(cells, indent=2) + "\n")
         if output.plots:
             write_pictures(run.path, output.log)
+            write_report(run.path, output.log)
         output.log(f"genotype: {genotype}"
                    f"{benchmark_note(self.bench, benchmark_record(self.bench, genotype))}")
         output.log(f"run directory: {run.path} (config.yaml, environment.json, metrics.jsonl, "

@@ -56,6 +56,7 @@ from nasp.engine.checkpoints import (
     saved_config,
 )
 from nasp.engine.pictures import write_pictures
+from nasp.engine.report import write_report
 from nasp.engine.reproducibility import (
     restore_rng_state,
     resumed_config,
@@ -402,6 +403,7 @@ class _TrainSession(RunSession):
                 output.log(line)
         if output.plots:
             write_pictures(run.path, output.log)
+            write_report(run.path, output.log)
         files = ["config.yaml", "genotype.json", "metrics.jsonl", LAST]
         files += [BEST] if run.file(BEST).is_file() else []
         output.log(f"run directory: {run.path} ({', '.join(files)})")

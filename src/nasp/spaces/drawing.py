@@ -13,10 +13,15 @@ from typing import Any
 
 from nasp.runtime.extras import require
 
-__all__ = ["arc", "dot_header", "figure", "node_row"]
+__all__ = ["DPI", "TITLE_SIZE", "arc", "dot_header", "figure", "node_row"]
 
 #: Fill colours of the diagrams: cell inputs, intermediate nodes, the cell output.
 INPUT_FILL, NODE_FILL, OUTPUT_FILL = "#b4eeb4", "#add8e6", "#eee8aa"
+#: Font sizes (points) of the arc diagrams' op labels, node names and titles; with :data:`DPI`
+#: they stay readable where a picture is shown at its own size (the run report shows it so).
+LABEL_SIZE, NODE_SIZE, TITLE_SIZE = 9, 11, 12
+#: Dots per inch of the arc diagrams (as of the engine's other pictures).
+DPI = 110
 
 
 def figure(**kwargs: Any):
@@ -43,7 +48,7 @@ def arc(ax, start: int, end: int, rad: float, colour, label: str | None) -> None
                                 connectionstyle=f"arc3,rad={rad}"))
     if label:
         ax.text((start + end) / 2, -rad * (end - start) / 2, label, ha="center", va="center",
-                fontsize=7, color=colour, zorder=2,
+                fontsize=LABEL_SIZE, color=colour, zorder=2,
                 bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none",
                           alpha=0.9))
 
@@ -51,5 +56,5 @@ def arc(ax, start: int, end: int, rad: float, colour, label: str | None) -> None
 def node_row(ax, names: Sequence[str], fills: Sequence[str]) -> None:
     """The nodes of an arc diagram: boxed names at x = 0, 1, ... on the line y = 0."""
     for x, (name, fill) in enumerate(zip(names, fills)):
-        ax.text(x, 0, name, ha="center", va="center", fontsize=10, zorder=3,
+        ax.text(x, 0, name, ha="center", va="center", fontsize=NODE_SIZE, zorder=3,
                 bbox=dict(boxstyle="round,pad=0.4", facecolor=fill, edgecolor="black"))

@@ -9,9 +9,11 @@ from pathlib import Path
 from nasp.spaces.base import EdgeOps
 from nasp.spaces.darts_cnn.genotype import Genotype
 from nasp.spaces.drawing import (
+    DPI,
     INPUT_FILL,
     NODE_FILL,
     OUTPUT_FILL,
+    TITLE_SIZE,
     arc,
     dot_header,
     figure,
@@ -23,6 +25,8 @@ __all__ = ["cell_dot", "draw_cell", "edge_labels", "genotype_edges"]
 CELLS = ("normal", "reduce")
 _INPUTS = ("c_{k-2}", "c_{k-1}")
 _OUTPUT = "c_{k}"
+#: The states' names in matplotlib's math text (subscripts drawn as such).
+_MATH_INPUTS, _MATH_OUTPUT = ("$c_{k-2}$", "$c_{k-1}$"), "$c_{k}$"
 
 
 def _state_name(j: int) -> str:
@@ -59,13 +63,16 @@ def draw_cell(genotype: Genotype, cell: str, path: Path) -> None:
         arc(ax, j, m // 2 + 2, -0.6, colour, op)
     for j in concat:
         arc(ax, j, out, 0.4, "0.6", None)
-    node_row(ax, [*_INPUTS, *map(str, range(steps)), _OUTPUT],
+    node_row(ax, [*_MATH_INPUTS, *map(str, range(steps)), _MATH_OUTPUT],
              [INPUT_FILL] * 2 + [NODE_FILL] * steps + [OUTPUT_FILL])
     ax.set_xlim(-0.6, out + 0.6)
-    ax.set_ylim(-0.2 * steps - 0.4, 0.3 * (steps + 1) + 0.4)  # the deepest and highest arcs
+    # the highest op arc and the deepest output arc (apexes: see arc), and room for labels
+    top = max(0.3 * (m // 2 + 2 - j) for m, (_, j) in enumerate(pairs)) if pairs else 0.0
+    bottom = max((0.2 * (out - j) for j in concat), default=0.0)
+    ax.set_ylim(-bottom - 0.3, top + 0.3)
     ax.set_aspect("equal")  # arc3 bends in display space: keep it equal to data space
-    ax.set_title(f"{cell} cell", fontsize=11)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    ax.set_title(f"{cell} cell", fontsize=TITLE_SIZE)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
 
 
 def edge_labels(steps: int) -> list[str]:

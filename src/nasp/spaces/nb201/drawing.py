@@ -7,9 +7,11 @@ from pathlib import Path
 
 from nasp.spaces.base import EdgeOps
 from nasp.spaces.drawing import (
+    DPI,
     INPUT_FILL,
     NODE_FILL,
     OUTPUT_FILL,
+    TITLE_SIZE,
     arc,
     dot_header,
     figure,
@@ -48,10 +50,10 @@ def draw_cell(genotype: NB201Genotype, path: Path) -> None:
             arc(ax, i, j, -0.6, colours.setdefault(op, f"C{len(colours) % 10}"), op)
     node_row(ax, NODE_NAMES, [INPUT_FILL, NODE_FILL, NODE_FILL, OUTPUT_FILL])
     ax.set_xlim(-0.6, 3.6)
-    ax.set_ylim(-0.4, 1.4)
+    ax.set_ylim(-0.35, 1.15)  # the highest arc (0 -> 3) has its apex at 0.9
     ax.set_aspect("equal")
-    ax.set_title("NAS-Bench-201 cell (none edges left out)", fontsize=11)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    ax.set_title("NAS-Bench-201 cell (none edges left out)", fontsize=TITLE_SIZE)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
 
 
 def genotype_edges(genotype: NB201Genotype) -> EdgeOps:
