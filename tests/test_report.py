@@ -79,13 +79,16 @@ def test_a_search_writes_its_report(search_run):
 def test_a_training_writes_its_report_without_the_search_sections(tmp_path):
     lines = []
     out = tmp_path / "train"
+    # no validation split (--val-fraction 0): no epoch is chosen, and never by its test accuracy
     train("DARTS_V2", train_preset("tiny", device="cpu", subset=32, channels=4, epochs=2,
-                                   out=str(out)), progress=False, log=lines.append)
+                                   val_fraction=0, out=str(out)), progress=False,
+          log=lines.append)
     page = (out / REPORT).read_text()
     assert_self_contained(page)
     found = sections(page)
     assert list(found) == TRAIN_SECTIONS
-    assert "test accuracy (last epoch)" in page and "best test accuracy" in page
+    assert "test accuracy (last epoch)" in page and "best validation accuracy" not in page
+    assert "best test" not in page
     assert len(images(page)) == 4  # two cells, curves, timing
     assert f"report: {out / REPORT}" in lines
     # a training that selects its model on a validation split: the best epoch by val_acc
@@ -94,8 +97,8 @@ def test_a_training_writes_its_report_without_the_search_sections(tmp_path):
         record["val_acc"] = val_acc
     (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     page = build_report(out)
-    assert (f"70.00% at epoch 1 (test accuracy there {100 * records[0]['test_acc']:.2f}%)"
-            in page)
+    assert ("best validation accuracy (best.pt)</th><td>70.00% at epoch 1 (test accuracy there "
+            f"{100 * records[0]['test_acc']:.2f}%)") in page
 
 
 def test_nasp_report_rebuilds_the_report_with_fresh_pictures(search_run, capsys):

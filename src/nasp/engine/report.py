@@ -226,14 +226,14 @@ class _Report:
                 rows.append(("benchmark accuracy (last epoch)", _pct(last.get("benchmark_acc"))))
         else:
             rows += [("test accuracy (last epoch)", _pct(last.get("test_acc")))]
-            best = _best(self.records, "val_acc") or _best(self.records, "test_acc")
+            # the model is chosen on the validation split only (never on the test split)
+            best = _best(self.records, "val_acc")
             if best:
                 key, record = best
-                there = (f" (test accuracy there {_pct(record.get('test_acc'))})"
-                         if key != "test_acc" else "")
-                rows.append((f"best {key.replace('_acc', '')} accuracy",
+                rows.append(("best validation accuracy (best.pt)",
                              f"{_pct(record.get(key))} at epoch "
-                             f"{_e(record.get('epoch', '?'))}{there}"))
+                             f"{_e(record.get('epoch', '?'))} (test accuracy there "
+                             f"{_pct(record.get('test_acc'))})"))
         seconds = [number(r.get("seconds")) for r in self.records]
         total = sum(s for s in seconds if s == s)
         if self.records:
