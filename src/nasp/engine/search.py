@@ -10,6 +10,17 @@ Both halves stay on the compute device; augmentation runs there per batch. Each 
 through one persistent, resumable :class:`~nasp.data.batches.BatchStream`; both draw from one CPU
 generator seeded with ``config.seed``.
 
+Measures. After each epoch the child of :meth:`Strategy.child_plans` is evaluated on the
+validation half with the weights and BatchNorm statistics the search has (``child_val_loss``,
+``child_val_acc``): the validation accuracy NASP and random search report (``val_measure`` is
+``"child"``). A strategy whose paper reports its supernet (DARTS: ``val_measure = "supernet"``)
+also gets the supernet at :meth:`Strategy.supernet_plans` evaluated (``supernet_val_*``) and its
+derived child measured as it should be: with BatchNorm statistics recomputed on the first
+:data:`BATCHNORM_IMAGES` training images (:func:`batchnorm_recomputed`; ``child_bn_val_*``).
+These evaluations draw no random number and leave every weight and buffer as it was, so a search
+ends bit for bit alike with or without them. What the console shows:
+:mod:`nasp.engine.search_console`.
+
 Checkpoints. ``checkpoint.pt`` is written atomically at the end of every epoch and, with
 ``checkpoint_every = N > 0``, after every N-th step (counted over the whole run). It holds the
 strategy (network weights, architecture parameters, both optimisers, the lr schedule), every
