@@ -336,3 +336,15 @@ def test_quiet_prints_only_the_summary(tmp_path, capsys):
     assert any(line.startswith(f"  files in {out}") for line in printed)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2
+
+
+def test_train_quiet_prints_only_the_result(tmp_path, capsys):
+    out = tmp_path / "train"
+    assert main(["train", "DARTS_V2", "--preset", "tiny", "--subset", "64", "--channels", "4",
+                 "--epochs", "2", "--device", "cpu", "--out", str(out), "--no-plots",
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "test accuracy" in printed and str(out) in printed
+    assert not any(line.startswith(("epoch", "training", "on ")) for line in printed.splitlines())
+    assert "step" not in captured.err  # no progress bar

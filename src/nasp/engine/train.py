@@ -118,7 +118,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None,
 
 def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = False,
           progress: bool = True, tensorboard: bool = False, plots: bool = True,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print, quiet: bool = False) -> TrainResult:
     """Train ``genotype`` (a :class:`Genotype` or anything :func:`resolve_genotype` takes) from
     scratch as ``config`` says; write the run directory ``config.out`` (default
     ``runs/train-...``) and return the trained network and the per-epoch metrics."""
@@ -126,13 +126,14 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     label = genotype.strip().upper() if named else "cell"
     genotype = _as_genotype(genotype)
     return _TrainSession.start(config, label=label, overwrite=overwrite,
-                               output=Output(log, progress, plots, tensorboard),
+                               output=Output(log, progress, plots, tensorboard, quiet),
                                genotype=genotype)
 
 
 def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
            progress: bool = True, tensorboard: bool = False, plots: bool = True,
-           log: Callable[[str], None] = print, **changes: Any) -> TrainResult:
+           log: Callable[[str], None] = print, quiet: bool = False,
+           **changes: Any) -> TrainResult:
     """Continue the run in ``run_dir`` from its ``last.pt``, exactly as if never interrupted.
 
     The saved configuration and genotype are used. ``changes`` may set the options of
@@ -155,7 +156,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
             differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
     config = resumed_config(config, changes, run_dir, differ)
     return _TrainSession.resume(run_dir, config, checkpoint,
-                                output=Output(log, progress, plots, tensorboard),
+                                output=Output(log, progress, plots, tensorboard, quiet),
                                 genotype=saved)
 
 
@@ -275,8 +276,8 @@ class _TrainSession(RunSession):
         config = self.config
         self.logger = open_logger(run.file("tensorboard"), output.tensorboard)
         distributed.decorrelate_global_rng()  # torchrun: own drop-path masks per rank
-        output.log(f"training {self.genotype.compact()}")
-        output.log(f"on {config.dataset} ({len(self.train_set)} training, "
+        output.say(f"training {self.genotype.compact()}")
+        output.say(f"on {config.dataset} ({len(self.train_set)} training, "
                    f"{len(self.test_set)} test images of {self.shape.input_shape}), "
                    f"{config.network} network with {config.layers} cells, C {config.channels}, "
                    f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
@@ -341,7 +342,7 @@ class _TrainSession(RunSession):
                        f"{self.best['epoch']}); {parameter_count(self.net) / 1e6:.2f}M "
                        f"parameters")
         if output.plots:
-            write_pictures(run.path, output.log)
+            write_pictures(run.path, output.say)
         output.log(f"run directory: {run.path} (config.yaml, genotype.json, metrics.jsonl, "
                    f"{LAST}, {BEST})")
         return TrainResult(run.path, self.genotype, self.config, self.net, list(self.history))
