@@ -390,8 +390,13 @@ class _SearchSession(RunSession):
         if output.plots:
             write_pictures(run.path, output.say)
         shape, classes = tuple(self.data.images.shape[1:]), self.data.num_classes
-        size = evaluation_size(self.space, genotype, shape, classes) if distributed.is_main() \
-            else {}
+        size = {}
+        if distributed.is_main():
+            try:
+                size = evaluation_size(self.space, genotype, shape, classes)
+            except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+                # the search's files are written: a size that cannot be counted is a line
+                output.log(f"the cell's evaluation network was not counted: {err}")
         files = sorted(p.name for p in run.path.iterdir() if p.is_file()) \
             if distributed.is_main() else []
         for line in summary(self.history, genotype, self.bench, size or None, shape, classes,

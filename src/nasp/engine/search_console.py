@@ -100,11 +100,12 @@ def evaluation_size(space: SearchSpace, genotype: Genotype,
     """Parameters (auxiliary head excluded) and FLOPs of one image of the evaluation network of
     ``genotype`` at its space's paper's sizes (:attr:`SearchSpace.evaluation_sizes`), for images
     of ``input_shape`` (C, H, W) and ``num_classes`` classes, as ``nasp info`` counts them
-    (:mod:`nasp.core.measure`). The global random state is left as it was."""
+    (:mod:`nasp.core.measure`). The network is built on the ``meta`` device: no memory, no
+    arithmetic, no random number drawn."""
     key = (space.name, genotype.to_json(), tuple(int(s) for s in input_shape), num_classes)
     if key not in _SIZES:
         sizes = dict(space.evaluation_sizes)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
             net = space.build_evaluation_network(genotype, key[2][0], num_classes,
                                                  sizes["layers"], sizes["channels"])
         _SIZES[key] = {"parameters": parameter_count(net), "flops": flop_count(net, key[2]),
