@@ -21,7 +21,7 @@ def test_search_command_end_to_end(tmp_path, capsys):
     assert main([*with_plots, "--out", str(out), "--seed", "1"]) == 0
     printed = capsys.readouterr().out
     assert "epoch 1/1" in printed and "child val" in printed
-    assert "genotype: Genotype(normal=[" in printed
+    assert "  cell: normal: 2<-" in printed and "search done: 1 epochs" in printed
     assert str(out) in printed
     for name in ("config.yaml", "metrics.jsonl", "arch.pt", "genotype.json", "checkpoint.pt"):
         assert (out / name).is_file(), name

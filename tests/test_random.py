@@ -199,7 +199,7 @@ def test_search_loop_by_training_scores_each_candidate(tmp_path, one_thread):
     best = result.strategy.best
     assert result.genotype == DartsCNNSpace("darts-7").genotype_of(
         result.strategy.candidates[best])
-    assert any("random: #2/2" in line for line in lines)
+    assert any("candidate 2/2  best #" in line for line in lines)
 
 
 def test_random_ws_scores_with_the_shared_weights_and_rescores_the_best(tiny):

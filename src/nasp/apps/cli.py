@@ -72,6 +72,9 @@ def _search_parser(sub) -> None:
                    help="continue the search in RUN_DIR (or --out) from its checkpoint.pt, "
                         "exactly, with the configuration saved there")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the summary at the end (and errors): no line per epoch, no "
+                        "progress bar")
     p.add_argument("--no-plots", action="store_true", help="draw no pictures at the end")
     p.set_defaults(func=_cmd_search)
 
@@ -80,7 +83,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from nasp.engine.search import resume_search, search
 
     overrides = given(args, args.config_options)
-    options = dict(progress=not args.no_progress, plots=not args.no_plots)
+    options = dict(progress=not args.no_progress, plots=not args.no_plots, quiet=args.quiet)
     if args.resume is not None:
         run_dir = args.resume or args.out
         if not run_dir or (args.out and args.resume and args.out != args.resume):
@@ -123,6 +126,9 @@ def _train_parser(sub) -> None:
                    help="also log to RUN_DIR/tensorboard (needs the tensorboard extra)")
     p.add_argument("--no-plots", action="store_true", help="draw no pictures at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the result at the end (and errors): no line per epoch, no "
+                        "progress bar")
     p.set_defaults(func=_cmd_train)
 
 
@@ -131,7 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = given(args, args.config_options)
     options = dict(progress=not args.no_progress, tensorboard=args.tensorboard,
-                   plots=not args.no_plots)
+                   plots=not args.no_plots, quiet=args.quiet)
     if args.resume:
         if args.out is None or args.preset or args.overwrite:
             raise ConfigError("--resume continues the run in --out RUN_DIR with the "

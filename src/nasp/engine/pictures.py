@@ -110,8 +110,16 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
                 title: str = "") -> Path:
     """Per-epoch curves: losses, accuracies (in %) and the learning rate, one panel each; every
     axis scaled to its data. A key some records lack is a gap in its line."""
-    panels = [("loss", numeric_keys(records, lambda k: k.endswith("_loss"))),
-              ("accuracy (%)", numeric_keys(records, lambda k: k.endswith(("_acc", "_top5")))),
+    # a strategy measured on its supernet (DARTS: val_measure "supernet") has child_val_* of
+    # the child on supernet weights without its own BatchNorm statistics: not shown
+    unmeasured = ("child_val_",) if any(r.get("val_measure") == "supernet"
+                                        for r in records) else ()
+
+    def shown(key: str, ends: tuple[str, ...]) -> bool:
+        return key.endswith(ends) and not (unmeasured and key.startswith(unmeasured))
+
+    panels = [("loss", numeric_keys(records, lambda k: shown(k, ("_loss",)))),
+              ("accuracy (%)", numeric_keys(records, lambda k: shown(k, ("_acc", "_top5")))),
               ("learning rate", numeric_keys(records, lambda k: k == "lr"))]
     panels = [(name, keys) for name, keys in panels if keys]
     epochs = epochs_of(records)

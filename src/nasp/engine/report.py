@@ -221,7 +221,13 @@ class _Report:
         if self.genotype is not None:
             rows.append(("cell", _compact(self.genotype)))
         if self.search:
-            rows += [("child accuracy (last epoch)", _pct(last.get("child_val_acc")))]
+            if last.get("val_measure") == "supernet":  # DARTS: what its paper reports
+                rows += [("supernet validation accuracy (last epoch)",
+                          _pct(last.get("supernet_val_acc"))),
+                         ("child accuracy, BatchNorm recomputed (last epoch)",
+                          _pct(last.get("child_bn_val_acc")))]
+            else:
+                rows += [("child accuracy (last epoch)", _pct(last.get("child_val_acc")))]
             if any(isinstance(r.get("benchmark_acc"), (int, float)) for r in self.records):
                 rows.append(("benchmark accuracy (last epoch)", _pct(last.get("benchmark_acc"))))
         else:

@@ -10,6 +10,17 @@ Both halves stay on the compute device; augmentation runs there per batch. Each 
 through one persistent, resumable :class:`~nasp.data.batches.BatchStream`; both draw from one CPU
 generator seeded with ``config.seed``.
 
+Measures. After each epoch the child of :meth:`Strategy.child_plans` is evaluated on the
+validation half with the weights and BatchNorm statistics the search has (``child_val_loss``,
+``child_val_acc``): the validation accuracy NASP and random search report (``val_measure`` is
+``"child"``). A strategy whose paper reports its supernet (DARTS: ``val_measure = "supernet"``)
+also gets the supernet at :meth:`Strategy.supernet_plans` evaluated (``supernet_val_*``) and its
+derived child measured as it should be: with BatchNorm statistics recomputed on the first
+:data:`BATCHNORM_IMAGES` training images (:func:`batchnorm_recomputed`; ``child_bn_val_*``).
+These evaluations draw no random number and leave every weight and buffer as it was, so a search
+ends bit for bit alike with or without them. What the console shows:
+:mod:`nasp.engine.search_console`.
+
 Checkpoints. ``checkpoint.pt`` is written atomically at the end of every epoch and, with
 ``checkpoint_every = N > 0``, after every N-th step (counted over the whole run). It holds the
 strategy (network weights, architecture parameters, both optimisers, the lr schedule), every
@@ -27,17 +38,19 @@ checkpoint are.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from nasp.config import SearchConfig
 from nasp.data import Batches, ImageDataset, load_dataset, search_split
 from nasp.engine.checkpoints import load_checkpoint_file
-from nasp.engine.diagnostics import Diagnostics, format_diagnostics
+from nasp.engine.diagnostics import Diagnostics
 from nasp.engine.pictures import write_pictures
 from nasp.engine.report import write_report
 from nasp.engine.reproducibility import (
@@ -46,21 +59,31 @@ from nasp.engine.reproducibility import (
     rng_state,
     use_deterministic_modules,
 )
+from nasp.engine.search_console import (
+    cell_line,
+    epoch_line,
+    evaluation_size,
+    legend,
+    summary,
+)
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.errors import CheckpointError, DatasetError
 from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import resolve_memory_format
 from nasp.runtime.runs import RunDir
-from nasp.spaces import Genotype, benchmark_note, benchmark_record, build_space
+from nasp.spaces import Genotype, benchmark_record, build_space
 from nasp.strategies import Strategy, build_strategy
-from nasp.tasks import Task, build_task
+from nasp.tasks import build_task
 
 __all__ = ["CHECKPOINT", "SearchResult", "read_search_checkpoint", "resume_search", "search"]
 
 CHECKPOINT = "checkpoint.pt"
 #: Version of the checkpoint layout; 2 = exact resume (random states and position in the epoch).
 CHECKPOINT_FORMAT = 2
+#: Training images the BatchNorm statistics of a child are recomputed on before it is measured
+#: on the supernet's weights (a strategy with ``val_measure = "supernet"``: DARTS).
+BATCHNORM_IMAGES = 2048
 
 
 @dataclass
@@ -69,20 +92,26 @@ class SearchResult:
     run_dir: Path
     history: list[dict] = field(default_factory=list)
     strategy: Strategy | None = None
+    #: parameters and FLOPs of the cell's evaluation network (:func:`evaluation_size`)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = True,
-           plots: bool = True, log: Callable[[str], None] = print) -> SearchResult:
+           plots: bool = True, log: Callable[[str], None] = print,
+           quiet: bool = False) -> SearchResult:
     """Run a whole search as ``config`` says; write the run directory; return the genotype.
 
-    Under torchrun, data-parallel over the processes (:mod:`nasp.runtime.distributed`): only rank 0
-    writes the run directory and prints; every rank returns the same result."""
+    ``log`` gets the lines it prints (:mod:`nasp.engine.search_console`); with ``quiet`` only
+    the summary at the end (no per-epoch lines, no progress bar). Under torchrun, data-parallel
+    over the processes (:mod:`nasp.runtime.distributed`): only rank 0 writes the run directory
+    and prints; every rank returns the same result."""
     return _SearchSession.start(config, label=config.strategy, overwrite=overwrite,
-                                output=Output(log, progress, plots))
+                                output=Output(log, progress, plots, quiet=quiet))
 
 
 def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = True,
-                  log: Callable[[str], None] = print, **changes: Any) -> SearchResult:
+                  log: Callable[[str], None] = print, quiet: bool = False,
+                  **changes: Any) -> SearchResult:
     """Continue the search in ``run_dir`` from its ``checkpoint.pt``, exactly as if it had never
     stopped.
 
@@ -98,7 +127,7 @@ def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = T
                                    f"the configuration in {run_dir / CHECKPOINT}")
     config = resumed_config(saved, changes, run_dir)
     return _SearchSession.resume(run_dir, config, checkpoint,
-                                 output=Output(log, progress, plots))
+                                 output=Output(log, progress, plots, quiet=quiet))
 
 
 def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -123,6 +152,38 @@ def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
 
 def _load_data(config: SearchConfig) -> ImageDataset:
     return load_dataset(config.dataset, config.data_dir, "train")
+
+
+@contextmanager
+def batchnorm_recomputed(net: nn.Module, forward: Callable[[torch.Tensor], Any],
+                         batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Within the block, ``net``'s BatchNorm running statistics are those of ``forward`` (the
+    network as it is measured, e.g. a child on the supernet) on ``batches``: reset, then the
+    plain average over the batches (momentum None), computed without gradients in training
+    mode. On exit every buffer, momentum and the training mode are as before, bit for bit; no
+    random number is drawn, so the search goes on as if nothing had happened."""
+    norms = [m for m in net.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = {name: b.clone() for name, b in net.named_buffers()}
+    momenta = [m.momentum for m in norms]
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None
+            net.train()
+            for x, _ in batches:
+                forward(x)
+        net.eval()
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        with torch.no_grad():
+            for name, b in net.named_buffers():
+                b.copy_(saved[name])
+        net.train(was_training)
 
 
 class _SearchSession(RunSession):
@@ -171,6 +232,15 @@ class _SearchSession(RunSession):
         self.diagnostics = Diagnostics(self.space, self.net, next(iter(first))[0],
                                        self.strategy.arch)
         self.lr = 0.0  # the weights' lr of the current epoch
+        # the child of a strategy that reports its supernet (DARTS) is measured with BatchNorm
+        # statistics recomputed on the first training images (a fixed order, no augmentation,
+        # a generator of its own: nothing the search draws)
+        self.batchnorm_batches = None if self.strategy.val_measure != "supernet" else Batches(
+            train_half.take(slice(0, BATCHNORM_IMAGES)), config.batch_size, device=device,
+            shuffle=False, generator=torch.Generator(), channels_last=channels_last)
+        # the cell before the first step, against which the first epoch counts changed edges
+        self.start_genotype = self.strategy.genotype()
+        self.cell_shown = False  # whether this process has printed the cell yet
 
     load_data = staticmethod(_load_data)
 
@@ -188,6 +258,28 @@ class _SearchSession(RunSession):
         """Loss and accuracy of the supernet at discrete ``plans`` on the validation half."""
         return self.task.evaluate(self.net, self.eval_batches,
                                   forward=lambda x: self.net(x, plans))
+
+    def _evaluate_supernet(self) -> dict[str, float | None]:
+        """For a strategy that reports its supernet (``val_measure = "supernet"``): the
+        supernet at :meth:`Strategy.supernet_plans` on the validation half, and the child of
+        :meth:`Strategy.child_plans` with its BatchNorm statistics recomputed
+        (:func:`batchnorm_recomputed`); the record's ``supernet_val_*`` and ``child_bn_val_*``.
+        """
+        supernet = self._evaluate(self.strategy.supernet_plans())
+        plans = self.strategy.child_plans()
+        with batchnorm_recomputed(self.net, lambda x: self.net(x, plans),
+                                  self.batchnorm_batches):
+            child = self._evaluate(plans)
+        return {"supernet_val_loss": supernet["loss"], "supernet_val_acc": supernet["top1"],
+                "child_bn_val_loss": child["loss"], "child_bn_val_acc": child["top1"]}
+
+    def _changed_edges(self, genotype: Genotype) -> int:
+        """Edges whose op (or whether they are kept) differs between ``genotype`` and the cell
+        of the last epoch (of the start, in the first epoch)."""
+        before = (self.space.genotype_type.from_dict(self.history[-1]["genotype"])
+                  if self.history else self.start_genotype)
+        a, b = self.space.selection_of(before), self.space.selection_of(genotype)
+        return sum(x != y for t in b for x, y in zip(a[t], b[t]))
 
     def _cells(self) -> dict[str, dict[str, Any]]:
         """The strategy's candidate cells (:meth:`Strategy.cells`), each with its benchmark
@@ -225,11 +317,14 @@ class _SearchSession(RunSession):
     # -- the epochs --------------------------------------------------------------------------
     def begin_run(self, run: RunDir, output: Output) -> None:
         config, data = self.config, self.data
-        output.log(f"searching {config.strategy} on {config.dataset} "
+        output.say(f"searching {config.strategy} on {config.dataset} "
                    f"({len(self.train_batches.dataset)} + {len(self.eval_batches.dataset)} "
                    f"images, {tuple(data.images.shape[1:])}) with {config.layers} cells, "
                    f"C {config.channels}, primitives {config.primitives}, on {self.device}; "
                    f"run directory {run.path}")
+        bn_images = 0 if self.batchnorm_batches is None else len(self.batchnorm_batches.dataset)
+        for line in legend(self.strategy, self.bench, len(self.eval_batches.dataset), bn_images):
+            output.say(line)
 
     def begin_epoch(self) -> int:
         if self.step == 0:
@@ -253,15 +348,22 @@ class _SearchSession(RunSession):
             train_loss, train_acc, arch_loss = self.sums.means([self.sums.seen, self.sums.seen,
                                                                  steps])
         strategy.end_epoch()
+        measured: dict[str, Any] = {"val_measure": None}
         if strategy.trains:
+            # the child as the strategy runs it (for DARTS, on the supernet's weights and
+            # BatchNorm statistics: kept in child_val_* as before, not shown)
             child = self._evaluate(strategy.child_plans())
             child_loss, child_acc = child["loss"], child["top1"]
             strategy.child_evaluated(child)
+            measured["val_measure"] = strategy.val_measure
+            if strategy.val_measure == "supernet":
+                measured.update(self._evaluate_supernet())
         genotype = strategy.genotype()
         record = {
             "epoch": self.epoch + 1, "lr": self.lr, "train_loss": train_loss,
             "train_acc": train_acc, "arch_loss": arch_loss, "child_val_loss": child_loss,
-            "child_val_acc": child_acc, "seconds": clock.seconds(),
+            "child_val_acc": child_acc, **measured,
+            "cell_changed_edges": self._changed_edges(genotype), "seconds": clock.seconds(),
             "cpu_seconds": clock.cpu_seconds(), "genotype": genotype.to_dict(),
             "arch": {t: a.detach().cpu().tolist() for t, a in strategy.arch.items()},
             "diagnostics": self.diagnostics.measure(strategy.arch, genotype),
@@ -273,8 +375,11 @@ class _SearchSession(RunSession):
         return record
 
     def report_epoch(self, record: dict[str, Any], log: Callable[[str], None]) -> None:
-        log(_epoch_line(record, self.config.epochs, self.task, self.strategy.epoch_summary(),
-                        self.strategy.genotype(), benchmark_note(self.bench, record)))
+        log(epoch_line(record, self.config.epochs, self.task, self.strategy.epoch_summary(),
+                       self.time_left()))
+        if record["cell_changed_edges"] or not self.cell_shown:  # the cell when it changed
+            log(cell_line(self.space.genotype_type.from_dict(record["genotype"])))
+            self.cell_shown = True
 
     def finish(self, run: RunDir, output: Output) -> SearchResult:
         genotype = self.strategy.genotype()
@@ -284,23 +389,19 @@ class _SearchSession(RunSession):
         if cells:
             run.write_text("genotypes.json", json.dumps(cells, indent=2) + "\n")
         if output.plots:
-            write_pictures(run.path, output.log)
-            write_report(run.path, output.log)
-        output.log(f"genotype: {genotype}"
-                   f"{benchmark_note(self.bench, benchmark_record(self.bench, genotype))}")
-        output.log(f"run directory: {run.path} (config.yaml, environment.json, metrics.jsonl, "
-                   f"{CHECKPOINT}, arch.pt, genotype.json)")
-        return SearchResult(genotype, run.path, list(self.history), self.strategy)
-
-
-def _epoch_line(record: dict, epochs: int, task: Task, note: str,
-                genotype: Genotype, bench_note: str = "") -> str:
-    """The log line of one epoch (losses and accuracies a strategy did not measure: ``-``)."""
-    arch_loss = "-" if record["arch_loss"] is None else f"{record['arch_loss']:.3f}"
-    return (f"epoch {record['epoch']}/{epochs}  "
-            f"train {task.format({'loss': record['train_loss'], 'top1': record['train_acc']})}  "
-            f"arch loss {arch_loss}  child val "
-            f"{task.format({'loss': record['child_val_loss'], 'top1': record['child_val_acc']})}"
-            f"  lr {record['lr']:.4f}  {record['seconds']:.1f}s{bench_note}  "
-            f"{format_diagnostics(record['diagnostics'])}  "
-            f"{note + '  ' if note else ''}{genotype.compact()}")
+            write_pictures(run.path, output.say)
+            write_report(run.path, output.say)
+        shape, classes = tuple(self.data.images.shape[1:]), self.data.num_classes
+        size = {}
+        if distributed.is_main():
+            try:
+                size = evaluation_size(self.space, genotype, shape, classes)
+            except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+                # the search's files are written: a size that cannot be counted is a line
+                output.log(f"the cell's evaluation network was not counted: {err}")
+        files = sorted(p.name for p in run.path.iterdir() if p.is_file()) \
+            if distributed.is_main() else []
+        for line in summary(self.history, genotype, self.bench, size or None, shape, classes,
+                            run.path, files):
+            output.log(line)
+        return SearchResult(genotype, run.path, list(self.history), self.strategy, size)

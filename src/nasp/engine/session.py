@@ -42,18 +42,23 @@ from nasp.errors import CheckpointError
 from nasp.runtime import distributed
 from nasp.runtime.runs import RunDir, default_run_dir
 
-__all__ = ["EpochClock", "Output", "RunSession"]
+__all__ = ["EpochClock", "Output", "RunSession", "format_duration"]
 
 
 @dataclass(frozen=True)
 class Output:
     """What a run shows besides its run directory: log lines, the progress bar, pictures at the
-    end, TensorBoard scalars (training only)."""
+    end, TensorBoard scalars (training only).
+
+    ``quiet``: no per-epoch lines, no progress bar, no other line before the end; the final
+    summary (:meth:`log`) and errors are still shown. Lines that only report progress go
+    through :meth:`say`."""
 
     log: Callable[[str], None] = print
     progress: bool = True
     plots: bool = True
     tensorboard: bool = False
+    quiet: bool = False
 
     def of_rank(self, is_main: bool) -> Output:
         """As it is on rank 0; silent on the other ranks of a data-parallel run."""
@@ -61,6 +66,17 @@ class Output:
             return self
         return replace(self, log=distributed.silent, progress=False, plots=False,
                        tensorboard=False)
+
+    @property
+    def shows_progress(self) -> bool:
+        """Whether the progress bar is drawn (``progress`` and not ``quiet``)."""
+        return self.progress and not self.quiet
+
+    def say(self, line: str) -> None:
+        """A line that reports progress (a start, an epoch, pictures written): logged unless
+        ``quiet``."""
+        if not self.quiet:
+            self.log(line)
 
 
 class EpochClock:
@@ -76,6 +92,18 @@ class EpochClock:
 
     def cpu_seconds(self) -> float:
         return time.process_time() - self.cpu_started
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for log lines: ``0.8s``, ``12s``, ``4m05s``, ``3h07m``."""
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f}s"
+    if seconds < 59.5:
+        return f"{seconds:.0f}s"
+    minutes = int(seconds + 0.5) // 60
+    if minutes < 60:
+        return f"{minutes}m{int(seconds + 0.5) % 60:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 class RunSession(ABC):
@@ -112,6 +140,7 @@ class RunSession(ABC):
         self.history: list[dict[str, Any]] = []
         self.saved_at: tuple[int, int] | None = None  # (epoch, step) of the last checkpoint
         self.train_batches: Any = None  # the training batches (their len: steps per epoch)
+        self.bar: tqdm | None = None  # the progress bar of the whole run (None: none drawn)
 
     # -- start and resume ---------------------------------------------------------------------
     @classmethod
@@ -152,7 +181,7 @@ class RunSession(ABC):
             run.rewrite_metrics(session.history)
             run.append_json_list("environment.json",
                                  environment(dist.device, config.deterministic, "resume"))
-            output.log(f"resuming {run_dir} at epoch {session.epoch + 1}, step {session.step} "
+            output.say(f"resuming {run_dir} at epoch {session.epoch + 1}, step {session.step} "
                        f"of {len(session.train_batches)} ({config.epochs} epochs)")
             result = session.run(run, output)
         distributed.teardown(dist)
@@ -276,28 +305,69 @@ class RunSession(ABC):
             self.end_run()
         return self.finish(run, output)
 
+    def time_left(self) -> float | None:
+        """Seconds the epochs still to run will take at the mean time of the last (up to three)
+        epochs; None before the first epoch ends."""
+        times = [r["seconds"] for r in self.history[-3:] if r.get("seconds") is not None]
+        if not times:
+            return None
+        return (self.config.epochs - self.epoch) * sum(times) / len(times)
+
+    def progress_bar(self, output: Output, steps: int) -> tqdm | None:
+        """The progress bar of the whole run (``epochs x steps`` steps, from the current
+        position, so that its rate and remaining time are the run's); made at the first epoch
+        this process runs, None when none is drawn or the epochs run no steps."""
+        if not output.shows_progress or steps == 0:
+            return None
+        if self.bar is None:
+            self.bar = tqdm(total=self.config.epochs * steps,
+                            initial=self.epoch * steps + self.step, leave=False, unit="step",
+                            dynamic_ncols=True)
+        self.bar.set_description(f"epoch {self.epoch + 1}/{self.config.epochs}", refresh=False)
+        return self.bar
+
+    def close_bar(self) -> None:
+        """Take the progress bar off the screen (after the last epoch, or on a failure)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
     def run_epoch(self, run: RunDir, output: Output) -> dict[str, Any]:
         """Run the rest of the current epoch (from ``self.step``), end it, write the checkpoint
         and the metrics; return the epoch's record."""
+        try:
+            record = self._run_epoch(run, output)
+        except BaseException:
+            self.close_bar()
+            raise
+        if self.epoch >= self.config.epochs:
+            self.close_bar()
+        if output.quiet:
+            self.report_epoch(record, distributed.silent)
+        else:
+            with tqdm.external_write_mode():  # the bar is cleared, the line written, the bar
+                self.report_epoch(record, output.log)  # drawn again below it
+        return record
+
+    def _run_epoch(self, run: RunDir, output: Output) -> dict[str, Any]:
         config = self.config
         clock = EpochClock(self.seconds, self.cpu_seconds)
         steps = self.begin_epoch()
         every = config.checkpoint_every
-        bar = tqdm(total=steps, initial=self.step, desc=f"epoch {self.epoch + 1}/{config.epochs}",
-                   leave=False, disable=not output.progress, unit="step", dynamic_ncols=True)
+        bar = self.progress_bar(output, steps)
         while self.step < steps:
             values, n = self.train_step()
             self.sums.add(values, n)
             self.step += 1
-            bar.update(1)
-            if output.progress and self.step % 10 == 1:
-                sums = self.sums.sums.tolist()
-                if not all(math.isfinite(v) for v in sums):
-                    self.check_finite()
-                bar.set_postfix(loss=f"{sums[0] / self.sums.seen:.3f}")
+            if bar is not None:
+                bar.update(1)
+                if self.step % 10 == 1:
+                    sums = self.sums.sums.tolist()
+                    if not all(math.isfinite(v) for v in sums):
+                        self.check_finite()
+                    bar.set_postfix(loss=f"{sums[0] / self.sums.seen:.3f}")
             if every and (self.epoch * steps + self.step) % every == 0 and self.step < steps:
                 self.checkpoint(run, clock.seconds(), clock.cpu_seconds())
-        bar.close()
         self.check_finite()
         record = self.end_epoch(clock, steps)
         self.history.append(record)
@@ -306,5 +376,4 @@ class RunSession(ABC):
         self.epoch_done(run, record)
         self.checkpoint(run, 0.0, 0.0, check=False)
         run.log_metrics(record)
-        self.report_epoch(record, output.log)
         return record

@@ -132,7 +132,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None,
 
 def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = False,
           progress: bool = True, tensorboard: bool = False, plots: bool = True,
-          log: Callable[[str], None] = print) -> TrainResult:
+          log: Callable[[str], None] = print, quiet: bool = False) -> TrainResult:
     """Train ``genotype`` (a :class:`Genotype` or anything :func:`resolve_genotype` takes) from
     scratch as ``config`` says; write the run directory ``config.out`` (default
     ``runs/train-...``) and return the trained network and the per-epoch metrics."""
@@ -140,13 +140,14 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     label = genotype.strip().upper() if named else "cell"
     genotype = _as_genotype(genotype)
     return _TrainSession.start(config, label=label, overwrite=overwrite,
-                               output=Output(log, progress, plots, tensorboard),
+                               output=Output(log, progress, plots, tensorboard, quiet),
                                genotype=genotype)
 
 
 def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
            progress: bool = True, tensorboard: bool = False, plots: bool = True,
-           log: Callable[[str], None] = print, **changes: Any) -> TrainResult:
+           log: Callable[[str], None] = print, quiet: bool = False,
+           **changes: Any) -> TrainResult:
     """Continue the run in ``run_dir`` from its ``last.pt``, exactly as if never interrupted.
 
     The saved configuration and genotype are used. ``changes`` may set the options of
@@ -169,7 +170,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
             differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
     config = resumed_config(config, changes, run_dir, differ)
     return _TrainSession.resume(run_dir, config, checkpoint,
-                                output=Output(log, progress, plots, tensorboard),
+                                output=Output(log, progress, plots, tensorboard, quiet),
                                 genotype=saved)
 
 
@@ -323,15 +324,15 @@ class _TrainSession(RunSession):
         config = self.config
         self.logger = open_logger(run.file("tensorboard"), output.tensorboard)
         distributed.decorrelate_global_rng()  # torchrun: own drop-path masks per rank
-        output.log(f"training {self.genotype.compact()}")
+        output.say(f"training {self.genotype.compact()}")
         if self.val_set is None:
             images = f"{len(self.train_set)} training images (no validation split)"
         else:
             images = (f"{len(self.train_set)} training + {len(self.val_set)} validation images "
                       f"(seed {config.seed})")
-        output.log(f"data: {config.dataset}, {images}, {len(self.test_set)} test images of "
+        output.say(f"data: {config.dataset}, {images}, {len(self.test_set)} test images of "
                    f"{'x'.join(map(str, self.shape.input_shape))}")
-        output.log(f"network: {config.network}, {config.layers} cells, C {config.channels}, "
+        output.say(f"network: {config.network}, {config.layers} cells, C {config.channels}, "
                    f"{parameter_count(self.net) / 1e6:.2f}M parameters, on {self.device}; "
                    f"run directory {run.path}")
 
@@ -402,8 +403,8 @@ class _TrainSession(RunSession):
             for line in self._summary(run):
                 output.log(line)
         if output.plots:
-            write_pictures(run.path, output.log)
-            write_report(run.path, output.log)
+            write_pictures(run.path, output.say)
+            write_report(run.path, output.say)
         files = ["config.yaml", "genotype.json", "metrics.jsonl", LAST]
         files += [BEST] if run.file(BEST).is_file() else []
         output.log(f"run directory: {run.path} ({', '.join(files)})")

@@ -139,6 +139,19 @@ class Strategy(ABC):
     #: The loss of a batch (and the count of right predictions); :func:`build_strategy` sets
     #: the run's task.
     task: Task = ClassificationTask()
+    #: What the search reports as the validation accuracy of an epoch, as the strategy's paper
+    #: does (``val_measure`` in metrics.jsonl): ``"child"``, the discrete child of
+    #: :meth:`child_plans` on the weights the search trains for it (``child_val_loss``,
+    #: ``child_val_acc``); ``"supernet"``, the supernet as the strategy runs it
+    #: (:meth:`supernet_plans`; ``supernet_val_*``), and besides it the derived child, whose ops
+    #: never ran alone, with its BatchNorm statistics recomputed (``child_bn_val_*``).
+    val_measure: ClassVar[str] = "child"
+    #: For the log's legend: what the weight steps train (the train loss and accuracy) and what
+    #: the child of :meth:`child_plans` is.
+    trains_what: ClassVar[str] = "the child of the current architecture"
+    child_what: ClassVar[str] = "the child of the current architecture"
+    #: For the log's legend: what :meth:`epoch_summary` says ("" when it says nothing).
+    summary_what: ClassVar[str] = ""
 
     def __init__(self, space: SearchSpace, net: nn.Module, config: SearchConfig):
         self.space = space
@@ -204,6 +217,11 @@ class Strategy(ABC):
         selection = self.space.selection_of(self.genotype())
         return discrete_plans(selection)
 
+    def supernet_plans(self) -> dict[str, CellPlan] | None:
+        """The plans of the supernet as the strategy runs it, evaluated after each epoch when
+        :attr:`val_measure` is ``"supernet"``; None for a strategy that runs only children."""
+        return None
+
     def end_epoch(self) -> None:
         self.scheduler.step()
 
@@ -244,7 +262,8 @@ class Strategy(ABC):
         return {}
 
     def epoch_summary(self) -> str:
-        """A short text this strategy adds to the epoch's log line."""
+        """A short text (at most about 35 characters) this strategy adds to the epoch's log
+        line."""
         return ""
 
     def weight_step(self, batch: Batch, plans: Plans) -> tuple[torch.Tensor, torch.Tensor]:

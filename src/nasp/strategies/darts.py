@@ -62,6 +62,9 @@ class DARTS(Strategy):
 
     name = "darts"
     Options = ArchOptions
+    val_measure = "supernet"  # DARTS's valid_acc: the softmax-mixed supernet
+    trains_what = "the softmax-mixed supernet"
+    child_what = "the derived cell on the supernet's weights"
 
     def init_arch(self, shape: tuple[int, int]) -> torch.Tensor:
         return 1e-3 * torch.randn(shape)
@@ -69,6 +72,10 @@ class DARTS(Strategy):
     def dense_plans(self, detach: bool = False) -> dict[str, CellPlan]:
         return {t: CellPlan("dense", torch.softmax(a.detach() if detach else a, dim=-1))
                 for t, a in self.arch.items()}
+
+    def supernet_plans(self) -> dict[str, CellPlan]:
+        """The supernet at the current ``softmax(alpha)``."""
+        return self.dense_plans(detach=True)
 
     def loss(self, batch: Batch, plans, params=None, amp: bool = True) -> torch.Tensor:
         """The task's loss (cross-entropy) of the network at ``plans`` (and ``params``, if

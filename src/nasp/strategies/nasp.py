@@ -107,6 +107,9 @@ class NASPOptions(ArchOptions):
 class NASP(Strategy):
     name = "nasp"
     Options = NASPOptions
+    trains_what = "the child at prox_C1(A) (in warm-up epochs: drawn paths)"
+    child_what = "the child at prox_C1(A), which NASP trains"
+    summary_what = "flips: the epoch's steps whose architecture step changed the child"
 
     def __init__(self, space, net, config):
         super().__init__(space, net, config)
@@ -203,8 +206,8 @@ class NASP(Strategy):
 
     def epoch_summary(self) -> str:
         if self.warming_up:
-            return "warm-up (sampled paths)"
-        return f"flips {self.flips}  margin {self.margin():.4f}"
+            return "warm-up"
+        return f"flips {self.flips}"
 
     def child_plans(self) -> dict[str, CellPlan]:
         """The network NASP trains: the discrete child at ``A_bar``."""

@@ -81,6 +81,9 @@ class RandomSearch(Strategy):
 
     name = "random"
     Options = RandomOptions
+    trains_what = "the candidate being trained"
+    child_what = "the candidate being trained (its score after its last epoch)"
+    summary_what = "candidates: those of the epoch; best: the best so far and its score"
 
     #: True: the candidates share the supernet's weights (:class:`SharedWeightRandomSearch`)
     shared = False
@@ -201,17 +204,19 @@ class RandomSearch(Strategy):
             "best_score": None if self.best is None else self.scores[self.best]}}
 
     def epoch_summary(self) -> str:
+        """The candidates of the epoch and the best so far: ``candidates 6-10/50  best #3/50
+        71.2%``."""
         K = len(self.candidates)
-
-        def show(i: int) -> str:
-            s = self.scores[i]
-            if s is None:
-                return f"#{i + 1}/{K} " + ("training" if self.trains else "not in the table")
-            return f"#{i + 1}/{K} {100 * s:.1f}%"
-
-        handled = [show(i) for i in self.handled(self.epoch)]
-        best = "none" if self.best is None else show(self.best)
-        return f"random: {', '.join(handled) or 'no candidate'}; best {best}"
+        handled = self.handled(self.epoch)
+        if not handled:
+            now = "no candidate"
+        elif len(handled) == 1:
+            now = f"candidate {handled[0] + 1}/{K}"
+        else:
+            now = f"candidates {handled[0] + 1}-{handled[-1] + 1}/{K}"
+        best = self.best
+        shown = "none" if best is None else f"#{best + 1}/{K} {100 * self.scores[best]:.1f}%"
+        return f"{now}  best {shown}"
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -245,6 +250,8 @@ class SharedWeightRandomSearch(RandomSearch):
 
     name = "random-ws"
     shared = True
+    trains_what = "uniformly drawn paths of the supernet"
+    child_what = "the best candidate so far on the shared weights"
 
     @staticmethod
     def default_samples(epochs: int) -> int:
