@@ -8,6 +8,7 @@ diverged or ran out of memory, a full disk) are printed as one paragraph on stde
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,7 @@ from nasp.errors import (
     MissingExtraError,
     RunDirError,
     RunFailedError,
+    RunInterrupted,
 )
 from nasp.spaces import (
     SPACES,
@@ -290,10 +292,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"nasp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # below the progress bar and the ^C
+        print(f"nasp {args.command}: {err}; {_go_on(args, err)}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"nasp {args.command}: interrupted", file=sys.stderr)
         return 130
 
+
+def _go_on(args: argparse.Namespace, err: RunInterrupted) -> str:
+    """How to go on with a run stopped by Ctrl-C: the command that continues it."""
+    resume = {"search": ["--resume", err.run_dir], "train": ["--resume", "--out", err.run_dir]}
+    if args.command not in resume:
+        return "run the same command again to go on (finished runs are reused)"
+    if err.checkpoint is None:
+        again = ["nasp", *args.argv]
+        if getattr(args, "out", None) and not args.overwrite:
+            again.append("--overwrite")
+        return f"start it again with: {shlex.join(again)}"
+    kept = [a for a in args.argv if a in ("--no-progress", "--no-plots", "--tensorboard")]
+    return f"continue with: {shlex.join(['nasp', args.command, *resume[args.command], *kept])}"
 
 if __name__ == "__main__":
     sys.exit(main())
