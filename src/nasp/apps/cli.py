@@ -266,11 +266,53 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The runnable example every ``--help`` ends with: the command, and the command that makes
+#: its input (None: it needs nothing but the built-in digits). Each new command adds one.
+_TRAINED = "nasp train DARTS_V2 --preset tiny --out runs/digits"
+EXAMPLES = {
+    "nasp": ("nasp search --epochs 2 --out runs/first", None),
+    "search": ("nasp search --strategy darts --epochs 2 --out runs/darts", None),
+    "bench": ("nasp bench --layers 3 --channels 8 --batch-size 16 --image-size 16 --no-memory",
+              None),
+    "train": (_TRAINED, None),
+    "test": ("nasp test runs/digits/last.pt", _TRAINED),
+    "info": ("nasp info DARTS_V2 --layers 20 --channels 36", None),
+    "export": ("nasp export runs/digits/last.pt --format torchscript --out digits.ts",
+               _TRAINED),
+    "plot": ("nasp plot runs/digits", _TRAINED),
+    "compare": ("nasp compare --seeds 0 1 --preset tiny --train-preset tiny --out runs/cmp",
+                None),
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, except that text laid out in lines (the example) keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text:
+            return super()._fill_text(text, width, indent)
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+def _with_example(parser: argparse.ArgumentParser, name: str) -> None:
+    """End ``parser``'s help with its example of :data:`EXAMPLES` (tests/test_cli.py checks
+    that every command has one)."""
+    if name not in EXAMPLES:
+        return
+    command, after = EXAMPLES[name]
+    parser.formatter_class = _HelpFormatter
+    parser.epilog = f"example (after: {after}):\n  {command}" if after else \
+        f"example:\n  {command}"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from nasp import __version__
+
     parser = argparse.ArgumentParser(
         prog="nasp",
         description="NASP: neural architecture search by proximal iterations (Yao et al., 2020), "
                     "with DARTS baselines.")
+    parser.add_argument("--version", action="version", version=f"nasp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _search_parser(sub)
     add_bench_parser(sub)
@@ -280,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _plot_parser(sub)
     add_compare_parser(sub)
+    _with_example(parser, "nasp")
+    for name, command in sub.choices.items():
+        _with_example(command, name)
     return parser
 
 
