@@ -29,8 +29,10 @@ def test_ci_runs_exactly_make_test():
 
 def dry_run(folder: Path, goal: str) -> list[str]:
     """The commands ``make GOAL`` would run in ``folder``."""
-    result = subprocess.run(["make", "-n", goal], cwd=folder, capture_output=True, text=True,
-                            env={**os.environ, "MAKEFLAGS": ""}, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", goal, "PYTHON=python3",
+                             "ARGS="], cwd=folder, env=env, capture_output=True, text=True,
+                            check=True)  # the same under `make test ARGS=... PYTHON=...`
     return [line.strip() for line in result.stdout.splitlines()]
 
 
