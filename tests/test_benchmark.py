@@ -12,7 +12,12 @@ from nasp.apps.cli import main
 from nasp.config import SearchConfig
 from nasp.errors import BenchmarkError
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
-from nasp.spaces.nb201.benchmark_table import BenchmarkTable, open_benchmark
+from nasp.spaces.nb201.benchmark_table import (
+    BenchmarkTable,
+    _arch_column,
+    open_benchmark,
+    open_table,
+)
 from nasp.spaces.nb201.genotype import NB201_PRIMITIVES, NB201Genotype
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,6 +111,61 @@ def test_open_benchmark_maps_the_data_set_or_needs_a_column(table):
     with pytest.raises(BenchmarkError, match="data set 'digits'.*--benchmark-column"):
         open_benchmark(config.replace(dataset="digits"))
     assert open_benchmark(SearchConfig(space="nb201")) is None
+
+
+def test_nats_bench_long_column_names_need_no_column_option(tmp_path):
+    """NATS-Bench's long export names: the arch column and each data set's 200-epoch test
+    accuracy are found by name (a 12-epoch and a validation column beside them are not taken)."""
+    path = write(tmp_path / "nats.csv", (
+        "Index,ArchitectureString,CIFAR10ValidAccuracy200Epochs,CIFAR10TestAccuracy12Epochs,"
+        "CIFAR10TestAccuracy200Epochs,CIFAR100TestAccuracy200Epochs,"
+        "ImageNetTestAccuracy200Epochs,Params\n"
+        f"9930,{BEST},91.55,88.0,94.36,73.51,46.34,1.289\n"
+        f"1,{RESNET},90.83,87.0,93.97,70.86,43.63,1.073\n"))
+    config = SearchConfig(space="nb201", dataset="cifar10", benchmark=str(path))
+    assert open_benchmark(config).column == "CIFAR10TestAccuracy200Epochs"
+    assert open_benchmark(config)(BEST) == pytest.approx(0.9436)
+    assert open_benchmark(config.replace(dataset="cifar100")).column == \
+        "CIFAR100TestAccuracy200Epochs"
+    for name in ("imagenet16-120", "ImageNet16-120", "imagenet"):
+        lookup = open_benchmark(config.replace(benchmark_column=name))
+        assert lookup.column == "ImageNetTestAccuracy200Epochs"
+        assert lookup(RESNET) == pytest.approx(0.4363)
+    assert open_benchmark(config.replace(benchmark_column="cifar10-valid")).column == \
+        "CIFAR10ValidAccuracy200Epochs"
+    bench = BenchmarkTable.load(path)
+    assert bench.accuracy(BEST, "CIFAR10TestAccuracy12Epochs") == pytest.approx(0.88)  # by name
+    with pytest.raises(BenchmarkError, match="no accuracy column for 'mnist'"):
+        bench.accuracy(BEST, "mnist")
+
+
+@pytest.mark.parametrize("header, row, column", [
+    ("cifar10_test_acc,arch_str", f"94.36,{BEST}", "cifar10_test_acc"),
+    ("Arch,cifar10,CIFAR10TestAccuracy200Epochs", f"{BEST},94.36,90", "cifar10"),  # exact first
+    ("architecture string,CIFAR-10 test accuracy", f"{BEST},94.36", "CIFAR-10 test accuracy"),
+    ("ARCH-STRING,Cifar10_Test_Acc", f"{BEST},94.36", "Cifar10_Test_Acc"),
+    ("arch,CIFAR10Rank,CIFAR10TestAccuracy", f"{BEST},3,94.36", "CIFAR10TestAccuracy"),
+])
+def test_spellings_of_the_long_names(tmp_path, header, row, column):
+    path = write(tmp_path / "t.csv", f"{header}\n{row}\n")
+    assert open_table(path, None, "cifar10").column == column
+
+
+@pytest.mark.parametrize("name", ["ArchitectureString", "architecture_string", "Arch Str",
+                                  "ARCH-STRING", "Genotype"])
+def test_the_arch_column_is_found_by_its_name(tmp_path, name):
+    """By name alone: the column's first cell is no arch string here."""
+    header = ["CIFAR10TestAccuracy200Epochs", name]
+    assert _arch_column(tmp_path / "t.csv", header, [(2, ["94.36", "resnet"])]) == 1
+
+
+def test_two_columns_for_one_data_set_need_the_column_option(tmp_path):
+    path = write(tmp_path / "t.csv", "arch,CIFAR10TestAccuracy,cifar10_test_acc\n"
+                                     f"{BEST},94.36,94.0\n")
+    with pytest.raises(BenchmarkError, match="several accuracy columns for 'cifar10'.*"
+                                             "--benchmark-column"):
+        open_table(path, None, "cifar10")
+    assert open_table(path, "cifar10_test_acc", "cifar10")(BEST) == pytest.approx(0.94)
 
 
 # ---------------------------------------------------------------------------- nats_bench

@@ -2,13 +2,14 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
 import pytest
 from conftest import SHARED_DATA
 
-from nasp.apps.cli import main
+from nasp.apps.cli import EXAMPLES, build_parser, main
 
 TINY = ["search", "--preset", "tiny", "--epochs", "1", "--subset", "64", "--no-progress",
         "--no-plots"]
@@ -86,3 +87,52 @@ def test_cifar10_search_runs(tmp_path):
                  "--batch-size", "32", "--out", str(out), "--no-progress"])
     assert code == 0
     assert (out / "genotype.json").exists()
+
+
+def test_version(capsys):
+    import nasp
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"nasp {nasp.__version__}\n"
+
+
+def help_of(argv, monkeypatch, capsys, columns=80):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_every_help_ends_with_one_runnable_example(monkeypatch, capsys):
+    """The example parses, as does the command that makes its input; descriptions stay
+    wrapped to the terminal."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(EXAMPLES) == {"nasp", *commands}
+    for name in EXAMPLES:
+        text = help_of([] if name == "nasp" else [name], monkeypatch, capsys)
+        command, after = EXAMPLES[name]
+        heading = f"example (after: {after}):" if after else "example:"
+        assert text.endswith(f"\n\n{heading}\n  {command}\n"), (name, text[-300:])
+        assert text.count("example") == 1, name
+        first = [command.split()[0] for command in (command, after) if command]
+        assert first == ["nasp"] * len(first), name
+        for example in filter(None, (command, after)):
+            build_parser().parse_args(shlex.split(example)[1:])
+    assert "Search a cell architecture with NASP (or a DARTS baseline). With no options it\n" \
+           "searches" in help_of(["search"], monkeypatch, capsys)
+
+
+def test_the_examples_of_trained_models_run(tmp_path, monkeypatch, capsys):
+    """test, export, plot and info: their examples, after the training example they name."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("train", "test", "export", "plot", "info"):
+        if name == "plot":
+            pytest.importorskip("matplotlib")
+        assert main(shlex.split(EXAMPLES[name][0])[1:]) == 0, name
+    printed = capsys.readouterr().out
+    assert "runs/digits/last.pt (epoch 2) on the 360 test images of digits" in printed
+    assert (tmp_path / "digits.ts").is_file() and (tmp_path / "runs/digits/curves.png").is_file()
+    assert "20 cells, C 36" in printed

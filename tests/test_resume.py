@@ -3,6 +3,7 @@ SIGKILL, and the refusals of --resume."""
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from nasp.data import Batches, ImageDataset
 from nasp.engine.checkpoints import LAST
 from nasp.engine.search import CHECKPOINT, resume_search, search
 from nasp.engine.train import resume, train
-from nasp.errors import CheckpointError, ConfigError
+from nasp.errors import CheckpointError, ConfigError, RunInterrupted
 from nasp.runtime.runs import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -237,3 +238,72 @@ def test_a_search_killed_mid_epoch_and_resumed_ends_as_an_uninterrupted_one(tmp_
     assert_same_arch(out / "arch.pt", tmp_path / "straight" / "arch.pt")
     assert metrics(out) == metrics(tmp_path / "straight")
     assert not list(out.glob(".*.tmp"))
+
+
+def ctrl_c_at(monkeypatch, session, calls):
+    """Make ``session``'s ``calls``-th step (counted from 1 over the whole run) raise
+    KeyboardInterrupt, as Ctrl-C in the middle of that step would."""
+    step, count = session.train_step, []
+
+    def step_or_stop(self):
+        count.append(1)
+        if len(count) == calls:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(session, "train_step", step_or_stop)
+
+
+def interrupted_message(capsys):
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_ctrl_c_says_what_was_kept_and_the_command_that_goes_on(tmp_path, monkeypatch, capsys):
+    from nasp.engine.search import _SearchSession
+    from nasp.engine.train import _TrainSession
+
+    out = tmp_path / "my run"  # a space: the command must quote it
+    args = ["--preset", "tiny", "--subset", "64", "--batch-size", "8", "--epochs", "2",
+            "--checkpoint-every", "3", "--device", "cpu", "--no-progress", "--no-plots"]
+    ctrl_c_at(monkeypatch, _SearchSession, 6)  # checkpoints after steps 3 and 4 (end of epoch 1)
+    assert main(["search", *args, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    line = interrupted_message(capsys)
+    assert line == (f"nasp search: the search was interrupted; {out / CHECKPOINT} keeps it as "
+                    f"of the end of epoch 1; continue with: nasp search --resume '{out}' "
+                    f"--no-progress --no-plots")
+    assert torch.load(out / CHECKPOINT)["epoch"] == 1
+    command = shlex.split(line.split("continue with: ")[1])
+    assert main(command[1:]) == 0
+    assert len(metrics(out)) == 2 and (out / "genotype.json").is_file()
+
+    ctrl_c_at(monkeypatch, _SearchSession, 3)  # a mid-epoch checkpoint after step 2
+    with pytest.raises(RunInterrupted) as info:
+        search(tiny_search(tmp_path, "api", checkpoint_every=2), **QUIET)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.saved_at, info.value.run_dir) == ((0, 2), str(tmp_path / "api"))
+    assert str(info.value).endswith("keeps it as of epoch 1, step 2")
+    monkeypatch.undo()
+
+    train_out = tmp_path / "train"
+    train_args = ["train", "DARTS_V2", "--preset", "tiny", "--subset", "64", "--channels", "4",
+                  "--epochs", "2", "--device", "cpu", "--no-progress", "--no-plots", "--out",
+                  str(train_out)]
+    ctrl_c_at(monkeypatch, _TrainSession, 1)  # before any checkpoint
+    assert main(train_args) == 130
+    monkeypatch.undo()
+    line = interrupted_message(capsys)
+    assert line == (f"nasp train: training was interrupted before its first checkpoint, so "
+                    f"{train_out} holds nothing to resume from; start it again with: nasp "
+                    f"{shlex.join(train_args)} --overwrite")
+    steps = 2  # 64 images in batches of 32
+    ctrl_c_at(monkeypatch, _TrainSession, steps + 1)
+    assert main(shlex.split(line.split("start it again with: ")[1])[1:]) == 130
+    monkeypatch.undo()
+    line = interrupted_message(capsys)
+    assert line.endswith(f"{train_out / LAST} keeps it as of the end of epoch 1; continue "
+                         f"with: nasp train --resume --out {train_out} --no-progress --no-plots")
+    assert main(shlex.split(line.split("continue with: ")[1])[1:]) == 0
+    assert len(metrics(train_out)) == 2

@@ -31,6 +31,7 @@ from nasp.errors import (
     NotEnoughMemoryError,
     RunDirError,
     RunFailedError,
+    RunInterrupted,
     RunWriteError,
 )
 from nasp.spaces import (
@@ -68,5 +69,6 @@ __all__ = [
     # NAS-Bench-201
     "BenchmarkError", "BenchmarkTable", "NB201Genotype", "NB201Space",
     # long runs
-    "NonFiniteError", "NotEnoughMemoryError", "RunFailedError", "RunWriteError", "resume_search",
+    "NonFiniteError", "NotEnoughMemoryError", "RunFailedError", "RunInterrupted", "RunWriteError",
+    "resume_search",
 ]

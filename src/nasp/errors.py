@@ -3,7 +3,9 @@ the project (the bottom floor; see docs/architecture.md).
 
 Each message is one short paragraph naming the option, file or run directory and what to do.
 ``nasp`` (the command line) prints such an error on one line and exits with status 2 (bad input)
-or 1 (a run that failed); it never shows a traceback for these.
+or 1 (a run that failed); it never shows a traceback for these. A run stopped by Ctrl-C raises
+:class:`RunInterrupted` (a ``KeyboardInterrupt``); ``nasp`` says what was kept and how to go on,
+with status 130.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 __all__ = [
     "ArchStringError", "BenchmarkError", "CheckpointError", "ConfigError", "DatasetError",
     "ExportError", "GenotypeError", "MissingExtraError", "NonFiniteError",
-    "NotEnoughMemoryError", "RunDirError", "RunFailedError", "RunWriteError",
+    "NotEnoughMemoryError", "RunDirError", "RunFailedError", "RunInterrupted", "RunWriteError",
 ]
 
 
@@ -76,3 +78,17 @@ class NonFiniteError(RunFailedError):
 
 class NotEnoughMemoryError(RunFailedError):
     """The device (or the CPU allocator) ran out of memory."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (SIGINT). ``str(err)`` is one sentence saying what its last
+    checkpoint keeps; ``run_dir`` is the run directory, ``checkpoint`` the checkpoint file to
+    resume from (None: none was written yet), ``saved_at`` its ``(epochs completed, steps of the
+    next epoch)``."""
+
+    def __init__(self, message: str, run_dir: str, checkpoint: str | None,
+                 saved_at: tuple[int, int] | None):
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.checkpoint = checkpoint
+        self.saved_at = saved_at

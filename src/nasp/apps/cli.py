@@ -8,6 +8,7 @@ diverged or ran out of memory, a full disk) are printed as one paragraph on stde
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,7 @@ from nasp.errors import (
     MissingExtraError,
     RunDirError,
     RunFailedError,
+    RunInterrupted,
 )
 from nasp.spaces import (
     SPACES,
@@ -290,11 +292,54 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The runnable example every ``--help`` ends with: the command, and the command that makes
+#: its input (None: it needs nothing but the built-in digits). Each new command adds one.
+_TRAINED = "nasp train DARTS_V2 --preset tiny --out runs/digits"
+EXAMPLES = {
+    "nasp": ("nasp search --epochs 2 --out runs/first", None),
+    "search": ("nasp search --strategy darts --epochs 2 --out runs/darts", None),
+    "bench": ("nasp bench --layers 3 --channels 8 --batch-size 16 --image-size 16 --no-memory",
+              None),
+    "train": (_TRAINED, None),
+    "test": ("nasp test runs/digits/last.pt", _TRAINED),
+    "info": ("nasp info DARTS_V2 --layers 20 --channels 36", None),
+    "export": ("nasp export runs/digits/last.pt --format torchscript --out digits.ts",
+               _TRAINED),
+    "plot": ("nasp plot runs/digits", _TRAINED),
+    "report": ("nasp report runs/digits", _TRAINED),
+    "compare": ("nasp compare --seeds 0 1 --preset tiny --train-preset tiny --out runs/cmp",
+                None),
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, except that text laid out in lines (the example) keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" not in text:
+            return super()._fill_text(text, width, indent)
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
+def _with_example(parser: argparse.ArgumentParser, name: str) -> None:
+    """End ``parser``'s help with its example of :data:`EXAMPLES` (tests/test_cli.py checks
+    that every command has one)."""
+    if name not in EXAMPLES:
+        return
+    command, after = EXAMPLES[name]
+    parser.formatter_class = _HelpFormatter
+    parser.epilog = f"example (after: {after}):\n  {command}" if after else \
+        f"example:\n  {command}"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from nasp import __version__
+
     parser = argparse.ArgumentParser(
         prog="nasp",
         description="NASP: neural architecture search by proximal iterations (Yao et al., 2020), "
                     "with DARTS baselines.")
+    parser.add_argument("--version", action="version", version=f"nasp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _search_parser(sub)
     add_bench_parser(sub)
@@ -305,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     _plot_parser(sub)
     _report_parser(sub)
     add_compare_parser(sub)
+    _with_example(parser, "nasp")
+    for name, command in sub.choices.items():
+        _with_example(command, name)
     return parser
 
 
@@ -317,10 +365,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"nasp {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # below the progress bar and the ^C
+        print(f"nasp {args.command}: {err}; {_go_on(args, err)}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"nasp {args.command}: interrupted", file=sys.stderr)
         return 130
 
+
+def _go_on(args: argparse.Namespace, err: RunInterrupted) -> str:
+    """How to go on with a run stopped by Ctrl-C: the command that continues it."""
+    resume = {"search": ["--resume", err.run_dir], "train": ["--resume", "--out", err.run_dir]}
+    if args.command not in resume:
+        return "run the same command again to go on (finished runs are reused)"
+    if err.checkpoint is None:
+        again = ["nasp", *args.argv]
+        if getattr(args, "out", None) and not args.overwrite:
+            again.append("--overwrite")
+        return f"start it again with: {shlex.join(again)}"
+    kept = [a for a in args.argv if a in ("--no-progress", "--no-plots", "--tensorboard")]
+    return f"continue with: {shlex.join(['nasp', args.command, *resume[args.command], *kept])}"
 
 if __name__ == "__main__":
     sys.exit(main())

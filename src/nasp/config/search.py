@@ -93,8 +93,9 @@ class SearchConfig(_Config):
     benchmark: str | None = option(None, metavar="PATH", help=benchmark_help())
     benchmark_column: str | None = option(
         None, metavar="NAME",
-        help="the benchmark's accuracy column to report (default: the one of --dataset: "
-             "cifar10, cifar100; needed for other data sets)")
+        help="the benchmark's accuracy column to report, or the benchmark's data set "
+             "(cifar10-valid, imagenet16-120, ...) (default: the one of --dataset: cifar10, "
+             "cifar100; needed for other data sets)")
     # run
     seed: int = option(**RUN_OPTIONS["seed"])
     device: str = option(**RUN_OPTIONS["device"])

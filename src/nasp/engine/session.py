@@ -14,7 +14,8 @@
   is NaN or infinite, then the epoch's record appended to ``metrics.jsonl``;
 - failures: non-finite values, running out of memory and a missing deterministic kernel are said
   in one paragraph that ends with what the last checkpoint still holds
-  (:func:`~nasp.engine.failures.run_failures`);
+  (:func:`~nasp.engine.failures.run_failures`); Ctrl-C raises
+  :class:`~nasp.errors.RunInterrupted`, which says the same;
 - teardown of the process group it started.
 
 A subclass (the search, :mod:`nasp.engine.search`; training, :mod:`nasp.engine.train`) says only
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from nasp.engine.failures import EpochSums, check_finite, last_good_state, run_failures
 from nasp.engine.reproducibility import deterministic_mode, environment, seed_everything
-from nasp.errors import CheckpointError
+from nasp.errors import CheckpointError, RunInterrupted
 from nasp.runtime import distributed
 from nasp.runtime.runs import RunDir, default_run_dir
 
@@ -296,14 +297,28 @@ class RunSession(ABC):
         config = self.config
         sizes = {"batch_size": config.batch_size, "channels": config.channels,
                  "layers": config.layers}
-        self.begin_run(run, output)
         try:
-            with run_failures(self.what, self.kept, sizes, self.device):
-                while self.epoch < config.epochs:
-                    self.run_epoch(run, output)
-        finally:
-            self.end_run()
-        return self.finish(run, output)
+            self.begin_run(run, output)
+            try:
+                with run_failures(self.what, self.kept, sizes, self.device):
+                    while self.epoch < config.epochs:
+                        self.run_epoch(run, output)
+            finally:
+                self.end_run()
+            return self.finish(run, output)
+        except KeyboardInterrupt:
+            raise self.interrupted() from None
+
+    def interrupted(self) -> RunInterrupted:
+        """What Ctrl-C raises: the error saying what the last checkpoint keeps."""
+        out = str(self.config.out)
+        if self.saved_at is None:
+            return RunInterrupted(f"{self.what} was interrupted before its first checkpoint, so "
+                                  f"{out} holds nothing to resume from", out, None, None)
+        epoch, step = self.saved_at
+        where = f"the end of epoch {epoch}" if step == 0 else f"epoch {epoch + 1}, step {step}"
+        return RunInterrupted(f"{self.what} was interrupted; {self.checkpoint_path} keeps it as "
+                              f"of {where}", out, str(self.checkpoint_path), self.saved_at)
 
     def time_left(self) -> float | None:
         """Seconds the epochs still to run will take at the mean time of the last (up to three)

@@ -3,10 +3,14 @@
 :meth:`BenchmarkTable.load` reads either
 
 - a CSV table (a file whose name ends in ``.csv``): one row per architecture, one column holding
-  the arch string (named ``arch``, ``arch_str``, ``arch_string``, ``architecture`` or
-  ``genotype``; else the first column whose first cell is an arch string) and one accuracy
-  column per data set, named as NATS-Bench names them (``cifar10-valid``, ``cifar10``,
-  ``cifar100``, ``ImageNet16-120``) or as the user likes. Arch strings may be written with any
+  the arch string (named ``arch``, ``arch_str``, ``arch_string``, ``architecture``,
+  ``architecture_string`` or ``genotype``, in any case, with or without ``_``/``-``/spaces, so
+  NATS-Bench's long ``ArchitectureString`` too; else the first column whose first cell is an arch
+  string) and one accuracy column per data set, named as NATS-Bench names them
+  (``cifar10-valid``, ``cifar10``, ``cifar100``, ``ImageNet16-120``), as its long exports name
+  them (``CIFAR10TestAccuracy200Epochs``, ``CIFAR100TestAccuracy200Epochs``,
+  ``ImageNetTestAccuracy200Epochs``, ``cifar10_test_acc``...: see :func:`column_dataset`) or as
+  the user likes. Arch strings may be written with any
   spacing; they are normalised. Accuracy columns are the other columns whose cells are all
   numbers in [0, 100] (empty cells mean "not measured"), except the cost columns NATS-Bench also
   exports (``index``, ``params``, ``flops``, ``latency``...). A column whose values all lie in
@@ -22,8 +26,11 @@
 Every accuracy leaves this module as a fraction in [0, 1], like every accuracy in nasp.
 
 Our data set names map to the benchmark's columns: ``cifar10`` -> ``cifar10`` (the test
-accuracy after training on the full training set), ``cifar100`` -> ``cifar100``. Any other data
-set (e.g. a search on ``digits``) has no column of its own: name one with ``benchmark_column``
+accuracy after training on the full training set), ``cifar100`` -> ``cifar100``, or to the
+column a long export names the same way (``CIFAR10TestAccuracy200Epochs``; of several, the
+200-epoch one). ``--benchmark-column`` may name the benchmark's data set instead of the column
+(``imagenet16-120`` finds ``ImageNetTestAccuracy200Epochs``). Any other data set (e.g. a search
+on ``digits``) has no column of its own: name one with ``benchmark_column``
 (``--benchmark-column``).
 
 :meth:`NB201Space.open_benchmark <nasp.spaces.nb201.space.NB201Space.open_benchmark>`
@@ -38,6 +45,7 @@ import bisect
 import csv
 import math
 import os
+import re
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,20 +56,55 @@ from nasp.errors import BenchmarkError, GenotypeError
 from nasp.spaces.nb201.genotype import NB201Genotype
 
 __all__ = [
-    "DATASET_COLUMNS", "BenchmarkError", "BenchmarkLookup", "BenchmarkTable", "open_benchmark",
-    "open_table",
+    "DATASET_COLUMNS", "BenchmarkError", "BenchmarkLookup", "BenchmarkTable", "column_dataset",
+    "open_benchmark", "open_table",
 ]
 
 #: Our data set names -> the benchmark's column for them.
 DATASET_COLUMNS = {"cifar10": "cifar10", "cifar100": "cifar100"}
-#: Names of the arch-string column of a CSV table, in order of preference.
-ARCH_COLUMNS = ("arch", "arch_str", "arch_string", "architecture", "genotype")
+#: Names of the arch-string column of a CSV table, in order of preference (compared by
+#: :func:`_name_key`: any case, ``_``, ``-`` and spaces ignored).
+ARCH_COLUMNS = ("arch", "arch_str", "arch_string", "architecture", "architecture_string",
+                "genotype")
 #: Numeric columns of a NATS-Bench export that are not accuracies.
 COST_COLUMNS = ("index", "idx", "id", "params", "flops", "latency", "time")
 #: The data sets of NATS-Bench's topology search space.
 NATS_DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")
 
 Query = Callable[[str, str], "float | None"]
+
+#: A column name (as :func:`_name_key` writes it) that begins with a NATS-Bench data set: the
+#: data set, then whatever follows (``cifar100`` before ``cifar10``, the longest first).
+_DATASET_PREFIX = re.compile(r"(cifar100|cifar10|imagenet16120|imagenet16|imagenet)(\D.*)?$")
+#: Words of a column name that make it something other than the data set's test accuracy.
+_NOT_TEST_ACCURACY = ("train", "loss", "time", "param", "flop", "latency", "valid", "val")
+
+
+def _name_key(name: str) -> str:
+    """``name`` in lower case without ``_``, ``-``, spaces or other punctuation."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def column_dataset(name: str) -> str | None:
+    """The NATS-Bench data set (one of :data:`NATS_DATASETS`) whose test accuracy the column
+    ``name`` holds, going by its name; None when the name says no such thing.
+
+    A data set's name (any case and punctuation: ``cifar10``, ``CIFAR-100``, ``ImageNet16-120``,
+    ``imagenet``) alone, or followed by words about a test accuracy
+    (``CIFAR10TestAccuracy200Epochs``, ``cifar100_test_acc``, ``ImageNetTestAccuracy200Epochs``)
+    names it; validation accuracies name ``cifar10-valid`` (CIFAR-10's validation split,
+    NATS-Bench's ``cifar10-valid``) and nothing for the other data sets; training accuracies,
+    losses, times and costs name nothing."""
+    match = _DATASET_PREFIX.match(_name_key(name))
+    if match is None:
+        return None
+    dataset = {"cifar10": "cifar10", "cifar100": "cifar100"}.get(match[1], "ImageNet16-120")
+    rest = match[2] or ""
+    if dataset == "cifar10" and rest.startswith("val"):
+        rest, dataset = re.sub(r"^val(id(ation)?)?", "", rest), "cifar10-valid"
+    if any(word in rest for word in _NOT_TEST_ACCURACY):
+        return None
+    return dataset if not rest or "acc" in rest or "test" in rest else None
 
 
 def _arch_string(arch: NB201Genotype | str) -> str:
@@ -114,6 +157,16 @@ class BenchmarkTable:
         for name in (dataset, DATASET_COLUMNS.get(dataset.lower(), dataset)):
             if name.lower() in by_name:
                 return by_name[name.lower()]
+        wanted = column_dataset(dataset)
+        named = [c for c in self.datasets if wanted and column_dataset(c) == wanted]
+        if len(named) > 1:  # e.g. after 12 and after 200 epochs: the benchmark's 200
+            named = [c for c in named if "200" in c] or named
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise BenchmarkError(
+                f"the benchmark {self.source} has several accuracy columns for {dataset!r} "
+                f"({', '.join(named)}); name one with --benchmark-column")
         why = ""
         for column, note in self._notes.items():
             if column.lower() == dataset.lower():
@@ -169,10 +222,10 @@ def _read_rows(path: Path) -> list[list[str]]:
 
 
 def _arch_column(path: Path, header: list[str], body: list[tuple[int, list[str]]]) -> int:
-    lowered = [h.lower() for h in header]
+    keys = [_name_key(h) for h in header]
     for name in ARCH_COLUMNS:
-        if name in lowered:
-            return lowered.index(name)
+        if _name_key(name) in keys:
+            return keys.index(_name_key(name))
     if body:
         for c, cell in enumerate(body[0][1]):
             try:
