@@ -12,13 +12,13 @@ from nasp.config import TRAIN_PRESETS, TrainConfig, train_preset
 from nasp.data import load_dataset, subset_of
 from nasp.engine.checkpoints import BEST, LAST, data_shape, load_trained, model_info
 from nasp.engine.train import (
-    epoch_line,
     evaluate_checkpoint,
     resume,
     task_of,
     train,
     validation_split,
 )
+from nasp.engine.train_console import epoch_line
 from nasp.errors import CheckpointError, ConfigError, DatasetError
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES
 from nasp.tasks.classification import ClassificationTask

@@ -30,6 +30,7 @@ from nasp.config import (
     train_preset,
 )
 from nasp.data import DATASETS
+from nasp.engine.train_console import count_si
 from nasp.errors import (
     BenchmarkError,
     CheckpointError,
@@ -216,16 +217,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"{config.network} network, {sizes}, "
           f"{'x'.join(map(str, shape.input_shape))} input, {shape.num_classes} classes: "
           f"{info['parameters'] / 1e6:.2f}M parameters (auxiliary head excluded), "
-          f"{_count(info['flops'])} FLOPs per image ({_count(info['flops'] / 2)} multiply-adds)")
+          f"{count_si(info['flops'])} FLOPs per image ({count_si(info['flops'] / 2)} "
+          f"multiply-adds)")
     return 0
-
-
-def _count(n: float) -> str:
-    """``1.06G``, ``528M``, ``4.6K``: three significant digits and an SI prefix."""
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.3g}{prefix}"
-    return f"{n:.3g}"
 
 
 def _export_parser(sub) -> None:

@@ -65,6 +65,7 @@ from nasp.engine.reproducibility import (
 )
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.tensorboard import open_logger
+from nasp.engine.train_console import count_si, duration, epoch_line, pct
 from nasp.errors import CheckpointError, DatasetError
 from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
@@ -416,63 +417,21 @@ class _TrainSession(RunSession):
         last = self.history[-1]
         seconds = sum(r["seconds"] for r in self.history)
         shape = "x".join(map(str, self.shape.input_shape))
-        lines = [f"done: {last['epoch']} epochs in {_duration(seconds)}; "
+        lines = [f"done: {last['epoch']} epochs in {duration(seconds)}; "
                  f"{parameter_count(self.net) / 1e6:.2f}M parameters, "
-                 f"{_count(flop_count(self.net, self.shape.input_shape))} FLOPs per {shape} "
+                 f"{count_si(flop_count(self.net, self.shape.input_shape))} FLOPs per {shape} "
                  f"image"]
-        val = f", val acc {_pct(last['val_acc'])}" if "val_acc" in last else ""
+        val = f", val acc {pct(last['val_acc'])}" if "val_acc" in last else ""
         lines.append(f"{LAST} (the last epoch, {last['epoch']}): test accuracy "
-                     f"{_pct(last['test_acc'])}{val}")
+                     f"{pct(last['test_acc'])}{val}")
         best = self.best
         if self.val_set is not None:
             lines.append(f"{BEST} (epoch {best['epoch']}, the best val acc "
-                         f"{_pct(best['val_acc'])}): test accuracy {_pct(best['test_acc'])}")
+                         f"{pct(best['val_acc'])}): test accuracy {pct(best['test_acc'])}")
         elif run.file(BEST).is_file() and best.get("test_acc") is not None:
             lines.append(f"{BEST} (epoch {best['epoch']}) was chosen by its test accuracy by an "
-                         f"older nasp, so its {_pct(best['test_acc'])} is optimistic")
+                         f"older nasp, so its {pct(best['test_acc'])} is optimistic")
         else:
             lines.append(f"no {BEST}: --val-fraction 0 holds out no validation images to choose "
                          f"an epoch by")
         return lines
-
-
-def epoch_line(record: Mapping[str, Any], epochs: int, *, best: bool = False,
-               left: float | None = None) -> str:
-    """An epoch's log line (at most 120 characters up to 999 epochs and 100 days left):
-    ``epoch 3/10  train loss 0.512 acc 85.3%  val acc 91.67% (best)  test acc 90.28%  lr 0.0452
-    4.1s  29s left``. ``best``: this epoch's model became best.pt; ``left``: the seconds the
-    remaining epochs should take (nothing said when 0 or None)."""
-    parts = [f"epoch {record['epoch']}/{epochs}",
-             f"train loss {record['train_loss']:.3f} acc {100 * record['train_acc']:.1f}%"]
-    if "val_acc" in record:
-        parts.append(f"val acc {_pct(record['val_acc'])}{' (best)' if best else ''}")
-    parts += [f"test acc {_pct(record['test_acc'])}", f"lr {record['lr']:.3g}",
-              _duration(record["seconds"])]
-    if left:
-        parts.append(f"{_duration(left)} left")
-    return "  ".join(parts)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
-
-
-def _duration(seconds: float) -> str:
-    """``4.1s``, ``12m05s``, ``3h07m``, ``12d05h``: at most 6 characters below 100 days."""
-    if seconds < 59.95:
-        return f"{seconds:.1f}s"
-    seconds = round(seconds)
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if not hours:
-        return f"{minutes}m{secs:02d}s"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h" if days else f"{hours}h{minutes:02d}m"
-
-
-def _count(n: float) -> str:
-    """``1.06G``, ``528M``, ``4.6K``: three significant digits and an SI prefix."""
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.3g}{prefix}"
-    return f"{n:.3g}"
