@@ -72,7 +72,7 @@ from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import resolve_memory_format
 from nasp.runtime.runs import RunDir
-from nasp.spaces import Genotype, benchmark_record, build_space
+from nasp.spaces import Genotype, benchmark_record, build_space, open_benchmark
 from nasp.strategies import Strategy, build_strategy
 from nasp.tasks import build_task
 
@@ -198,9 +198,7 @@ class _SearchSession(RunSession):
         super().__init__(config, device)
         self.data = data
         self.space = build_space(config.space, config.primitives)
-        self.bench = (None if config.benchmark is None else  # the space's benchmark look-up
-                      self.space.open_benchmark(config.benchmark, config.benchmark_column,
-                                                config.dataset))
+        self.bench = open_benchmark(config, self.space)  # the space's look-up, or None
         train_half, val_half = search_split(data, config.subset, config.seed)
         memory_format = resolve_memory_format(config.memory_format, device)
         self.net = self.space.build_supernet(data.in_channels, data.num_classes, config.layers,

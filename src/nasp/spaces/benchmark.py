@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nasp.spaces.base import Benchmark, Genotype
+from nasp.spaces.base import Benchmark, Genotype, SearchSpace
 from nasp.spaces.registry import build_space
 
 __all__ = ["benchmark_note", "benchmark_record", "open_benchmark"]
 
 
-def open_benchmark(config: Any) -> Benchmark | None:
+def open_benchmark(config: Any, space: SearchSpace | None = None) -> Benchmark | None:
     """The look-up a search config asks for (``benchmark``, ``benchmark_column``, ``dataset``,
-    in the table of its ``space``), or None without a benchmark. Every problem is a
-    :class:`~nasp.errors.BenchmarkError` raised here, before a search starts."""
+    in the table of ``space``, default: the config's), or None without a benchmark. Every
+    problem is a :class:`~nasp.errors.BenchmarkError` raised here, before a search starts."""
     if getattr(config, "benchmark", None) is None:
         return None
-    space = build_space(config.space, config.primitives)
+    if space is None:
+        space = build_space(config.space, config.primitives)
     return space.open_benchmark(config.benchmark, getattr(config, "benchmark_column", None),
                                 config.dataset)
 

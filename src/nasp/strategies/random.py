@@ -40,6 +40,7 @@ from nasp.core.mixed import CellPlan
 from nasp.errors import ConfigError
 from nasp.registry import STRATEGIES
 from nasp.spaces.base import Genotype, SearchSpace
+from nasp.spaces.benchmark import open_benchmark
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["RandomOptions", "RandomSearch", "Scorer", "SharedWeightRandomSearch",
@@ -52,9 +53,7 @@ Scorer = Callable[[Genotype], "float | None"]
 def benchmark_scorer(config: SearchConfig, space: SearchSpace) -> Scorer | None:
     """Look-up in the benchmark table ``config.benchmark``, opened by the space (None when no
     table is configured)."""
-    if config.benchmark is None:
-        return None
-    return space.open_benchmark(config.benchmark, config.benchmark_column, config.dataset)
+    return open_benchmark(config, space)
 
 
 @dataclass
