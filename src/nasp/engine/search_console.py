@@ -28,7 +28,7 @@ from nasp.core.measure import flop_count, parameter_count
 from nasp.engine.session import format_duration
 from nasp.spaces import Benchmark, Genotype, SearchSpace
 from nasp.strategies import Strategy
-from nasp.tasks import Task
+from nasp.tasks import ClassificationTask, Task
 
 __all__ = ["WIDTH", "cell_line", "count_text", "epoch_line", "evaluation_size", "legend",
            "summary"]
@@ -45,17 +45,22 @@ def _percent(value: float | None, digits: int = 1) -> str:
 
 
 def legend(strategy: Strategy, bench: Benchmark | None, val_images: int,
-           bn_images: int) -> list[str]:
-    """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns."""
+           bn_images: int, task: Task | None = None) -> list[str]:
+    """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns; the words
+    of the metrics and of the items evaluated (images, tokens) are ``task``'s (default: a
+    classification)."""
+    task = task or ClassificationTask()
     parts = []
     if strategy.trains:
-        parts.append(f"train loss, acc: {strategy.trains_what} on the epoch's training batches")
+        parts.append(f"train {task.train_words}: {strategy.trains_what} on the epoch's training "
+                     f"batches")
         measure = strategy.val_measure
         what = strategy.trains_what if measure == "supernet" else strategy.child_what
-        parts.append(f"{measure} val: accuracy on the {val_images} validation images of {what}")
+        parts.append(f"{measure} val: {task.headline_words} on the {val_images} validation "
+                     f"{task.items} of {what}")
         if measure == "supernet":
             parts.append(f"{CHILD_BN}: that of {strategy.child_what}, its BatchNorm statistics "
-                         f"recomputed on {bn_images} training images")
+                         f"recomputed on {bn_images} training {task.items}")
     if bench is not None:
         parts.append(f"bench: the cell's {bench.column} accuracy in the benchmark table")
     if strategy.summary_what:
@@ -73,11 +78,11 @@ def epoch_line(record: Mapping[str, Any], epochs: int, task: Task, note: str = "
     if record.get("train_loss") is not None:
         parts.append("train " + task.format({"loss": record["train_loss"],
                                              "top1": record["train_acc"]}))
-    measure = record.get("val_measure")
+    measure, key = record.get("val_measure"), task.headline  # key: acc, ppl
     if measure is not None:
-        parts.append(f"{measure} val {_percent(record.get(f'{measure}_val_acc'))}")
-    if record.get("child_bn_val_acc") is not None:
-        parts.append(f"{CHILD_BN} {_percent(record['child_bn_val_acc'])}")
+        parts.append(f"{measure} val {task.show(record.get(f'{measure}_val_{key}'))}")
+    if record.get(f"child_bn_val_{key}") is not None:
+        parts.append(f"{CHILD_BN} {task.show(record[f'child_bn_val_{key}'])}")
     if "benchmark_acc" in record:
         parts.append(f"bench {_percent(record['benchmark_acc'], 2)}")
     if note:
@@ -130,9 +135,13 @@ def count_text(n: float) -> str:
 def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
             bench: Benchmark | None, size: Mapping[str, Any] | None,
             input_shape: Sequence[int], num_classes: int, run_dir: Path,
-            files: Sequence[str]) -> list[str]:
+            files: Sequence[str], task: Task | None = None) -> list[str]:
     """The lines printed at the end of a search: a table of the final and best (epoch)
-    accuracies, the cell, the size of its evaluation network, the run directory's files."""
+    accuracies (``task``'s headline metric: perplexities of a language model, the lowest
+    best), the cell, the size of its evaluation network, the run directory's files. An empty
+    ``input_shape`` is a language model's: ``num_classes`` is its vocabulary."""
+    task = task or ClassificationTask()
+    key = words = task.headline  # acc, ppl
     seconds = sum(r.get("seconds") or 0.0 for r in history)
     lines = [f"search done: {len(history)} epochs in {format_duration(seconds)}"]
     rows = []
@@ -140,9 +149,9 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
     measure = last.get("val_measure")
     keys = []
     if measure is not None:
-        keys.append((f"{measure} val acc", f"{measure}_val_acc"))
-    if any(r.get("child_bn_val_acc") is not None for r in history):
-        keys.append((f"{CHILD_BN} val acc", "child_bn_val_acc"))
+        keys.append((f"{measure} val {words}", f"{measure}_val_{key}"))
+    if any(r.get(f"child_bn_val_{key}") is not None for r in history):
+        keys.append((f"{CHILD_BN} val {words}", f"child_bn_val_{key}"))
     if bench is not None:
         keys.append((f"benchmark {bench.column}", "benchmark_acc"))
     for label, key in keys:
@@ -150,19 +159,26 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
         if not values:
             rows.append((label, "-", "-"))
             continue
-        digits = 2 if key == "benchmark_acc" else 1
-        best, epoch = max(values, key=lambda v: (v[0], -v[1]))
-        final = _percent(last.get(key), digits)
-        if key == "benchmark_acc" and last.get("benchmark_percentile") is not None:
-            final += f" (percentile {last['benchmark_percentile']:.1f})"
-        rows.append((label, final, f"{_percent(best, digits)} (epoch {epoch})"))
+        if key == "benchmark_acc":
+            best, epoch = max(values, key=lambda v: (v[0], -v[1]))
+            final, best_text = _percent(last.get(key), 2), _percent(best, 2)
+            if last.get("benchmark_percentile") is not None:
+                final += f" (percentile {last['benchmark_percentile']:.1f})"
+        else:
+            sign = 1 if task.higher_is_better else -1
+            best, epoch = max(values, key=lambda v: (sign * v[0], -v[1]))
+            final, best_text = task.show(last.get(key)), task.show(best)
+        rows.append((label, final, f"{best_text} (epoch {epoch})"))
     if rows:
         rows.insert(0, ("", "final", "best"))
         w0 = max(len(r[0]) for r in rows)
         w1 = max(len(r[1]) for r in rows)
         lines += [f"  {a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows]
     lines.append(f"  cell: {genotype.compact()}")
-    if size is not None:
+    if size is not None and not input_shape:
+        lines.append(f"  evaluation network ({size['sizes']}, {num_classes} words): "
+                     f"{count_text(size['parameters'])} parameters")
+    elif size is not None:
         shape = "x".join(str(int(s)) for s in input_shape)
         lines.append(f"  evaluation network ({size['sizes']}, {shape} images, {num_classes} "
                      f"classes): {count_text(size['parameters'])} parameters, "
