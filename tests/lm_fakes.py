@@ -95,7 +95,8 @@ class FakeRNNSpace(NB201Space):
     data_kind = "text"
     primitive_sets = {"fake-rnn-ops": NB201Space.primitive_sets["nb201"]}
     default_primitives = "fake-rnn-ops"
-    presets = {}
+    # a text space names its corpus in every preset (the shared ones name image sets)
+    presets = {name: {"dataset": "ptb"} for name in ("tiny", "cpu", "paper", "faithful")}
     has_benchmark = False
     dropout = 0.1
     slowness = 1e-3

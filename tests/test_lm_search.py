@@ -4,17 +4,22 @@ scaled by its window's length, and an exact resume from a mid-epoch checkpoint."
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from lm_fakes import FakeRNNSpace, write_corpus
-from test_resume import assert_same_arch, interrupt_after_checkpoint, metrics
+from test_resume import SRC, assert_same_arch, interrupt_after_checkpoint, metrics
 
-from nasp.config import SearchConfig
+from nasp.config import SearchConfig, load_config
 from nasp.engine.search import CHECKPOINT, resume_search, search
 from nasp.errors import ConfigError, RunInterrupted
-from nasp.spaces import SPACES
+from nasp.spaces import SPACES, genotype_from_dict
 from nasp.strategies import NASP
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fake_rnn")
@@ -95,3 +100,59 @@ def test_text_and_image_data_go_with_their_spaces(tmp_path):
     with pytest.raises(ConfigError, match="--dataset ptb is a text corpus and --space darts "
                                           "searches image cells: use --space fake-rnn"):
         SearchConfig(dataset="ptb")
+
+
+#: ``nasp`` with the fake space registered (in a process of its own)
+NASP_WITH_FAKE = ("import sys; sys.path.insert(0, {tests!r}); from lm_fakes import FakeRNNSpace; "
+                  "from nasp.spaces import SPACES; SPACES['fake-rnn'] = FakeRNNSpace; "
+                  "from nasp.apps.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_text_search_killed_mid_epoch_resumes_bit_identical(tmp_path):
+    """``nasp search`` in a subprocess, SIGKILL right after a mid-epoch checkpoint (paused
+    while it is read, as in test_resume), resumed: as the uninterrupted run."""
+    write_corpus(tmp_path / "penn")
+    out = tmp_path / "killed"
+    args = ["search", "--space", "fake-rnn", "--dataset", "ptb", "--data-dir", str(tmp_path),
+            "--layers", "1", "--channels", "6", "--batch-size", "4", "--bptt", "5",
+            "--epochs", "2", "--checkpoint-every", "1", "--device", "cpu", "--no-progress",
+            "--no-plots"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]), "OMP_NUM_THREADS": "1"}
+    code = NASP_WITH_FAKE.format(tests=str(Path(__file__).parent))
+    child = subprocess.Popen([sys.executable, "-c", code, *args, "--out", str(out)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed_at, seen = None, None
+    try:
+        while killed_at is None and child.poll() is None:
+            time.sleep(0.01)
+            try:
+                stat = (out / CHECKPOINT).stat()
+            except FileNotFoundError:
+                continue
+            if (stat.st_ino, stat.st_mtime_ns) == seen:
+                continue
+            child.send_signal(signal.SIGSTOP)
+            stat = (out / CHECKPOINT).stat()
+            seen = (stat.st_ino, stat.st_mtime_ns)
+            state = torch.load(out / CHECKPOINT, weights_only=True)
+            if state["step"] > 2:
+                child.send_signal(signal.SIGKILL)
+                killed_at = (state["epoch"], state["step"])
+            else:
+                child.send_signal(signal.SIGCONT)
+    finally:
+        if child.poll() is None and killed_at is None:
+            child.kill()
+        _, err = child.communicate()
+    assert killed_at is not None, f"the search ended before a mid-epoch checkpoint: {err}"
+    lines = []  # resumed here (a process of its own too): saves a second start of torch
+    resume_search(out, progress=False, plots=False, log=lines.append)
+    assert f"at epoch {killed_at[0] + 1}, step {killed_at[1]}" in lines[0]
+    saved = load_config(out / "config.yaml")  # the run's, with the cpu preset's values
+    straight = search(saved.replace(out=str(tmp_path / "straight")), progress=False,
+                      plots=False, log=lambda line: None)
+    genotype = genotype_from_dict(json.loads((out / "genotype.json").read_text()))
+    assert genotype == straight.genotype
+    assert_same_arch(out / "arch.pt", tmp_path / "straight" / "arch.pt")
+    assert metrics(out) == metrics(tmp_path / "straight")
