@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasp.core.mixed import CellPlan
 from nasp.spaces import NB201Space
+from nasp.spaces.nb201.genotype import NB201Genotype
 
 WORDS = [f"w{i}" for i in range(12)]
 
@@ -62,8 +64,8 @@ class FakeRNNSupernet(nn.Module):
             return torch.zeros_like(s) if k <= 0 else self._edge(e, s, k)
         return sum(plan.weights[e, k] * self._edge(e, s, k) for k in range(5))
 
-    def forward(self, x, plans):
-        plan = plans["cell"]
+    def forward(self, x, plans=None):
+        plan = plans["cell"] if plans is not None else self.plan  # the evaluation network's
         tokens = x.tokens
         h = x.state if x.state is not None else tokens.new_zeros(
             tokens.shape[1], self.hidden, dtype=self.embed.weight.dtype)
@@ -88,6 +90,16 @@ class FakeRNNSupernet(nn.Module):
         return log_probs
 
 
+class FakeRNNGenotype(NB201Genotype):
+    """A cell of the fake space (NAS-Bench-201's arch string, space ``fake-rnn``)."""
+
+    space = "fake-rnn"
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls.from_string(data["arch"])
+
+
 class FakeRNNSpace(NB201Space):
     """NAS-Bench-201's cell structure for a recurrent network on text (tests only)."""
 
@@ -109,5 +121,9 @@ class FakeRNNSpace(NB201Space):
         net.dropouts.output, net.slowness = self.dropout, self.slowness
         return net
 
+    genotype_type = FakeRNNGenotype
+
     def build_evaluation_network(self, genotype, in_channels, num_classes, layers, channels):
-        return FakeRNNSupernet(num_classes, channels)
+        net = self.build_supernet(in_channels, num_classes, layers, channels)
+        net.plan = CellPlan("discrete", selection=self.selection_of(genotype)["cell"])
+        return net
