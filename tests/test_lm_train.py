@@ -90,7 +90,7 @@ def test_training_switches_to_averaged_sgd_as_darts_and_keeps_the_averaged_weigh
         len(history) - switched)
     # every step's lr: 20 times the window's length over bptt 6; SGD until the switch
     assert len(steps) == len(lengths) and len(set(lengths)) > 1
-    for (kind, lr), n in zip(steps, lengths):
+    for (_, lr), n in zip(steps, lengths):
         assert lr == pytest.approx(20.0 * n / 6)
     kinds = [kind for kind, _ in steps]
     assert kinds == sorted(kinds, reverse=True) and "ASGD" in kinds  # SGD..., then ASGD...
