@@ -144,5 +144,9 @@ def test_training_interrupted_mid_epoch_after_the_switch_resumes_exactly(tmp_pat
 def test_an_image_cell_on_a_text_corpus_is_refused(tmp_path):
     from nasp.spaces import builtin_genotypes
 
-    with pytest.raises(ConfigError, match="is a text corpus, and the cell .* is an image cell"):
+    with pytest.raises(ConfigError, match="is a text corpus, and the cell to train is an "
+                                          "image cell"):
         train(builtin_genotypes()["DARTS_V2"], config(tmp_path, "run"), **QUIET)
+    with pytest.raises(ConfigError, match="the cell is a recurrent cell .* --dataset digits holds "
+                                          "images: .*--preset ptb-cpu"):
+        train(CELL, train_preset("tiny", out=str(tmp_path / "img")), **QUIET)

@@ -79,9 +79,8 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
     """
     key = _key(name)
     if key in TEXT_DATASETS:
-        raise DatasetError(f"{key} is a text corpus, not an image data set: only a search on a "
-                           f"recurrent space (nasp search --space darts-rnn --dataset {key}) "
-                           f"reads it")
+        raise DatasetError(f"{key} is a text corpus, not an image data set: only a search on "
+                           f"a recurrent space, or the training of a recurrent cell, reads it")
     if key not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; known data sets: "
                            f"{', '.join(sorted(DATASETS))}")

@@ -186,5 +186,9 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
     lines += textwrap.wrap(f"files in {run_dir}: {', '.join(files)}", WIDTH,
                            initial_indent="  ", subsequent_indent="    ",
                            break_on_hyphens=False, break_long_words=False)
-    lines.append(f"  next: nasp train {run_dir}  (trains the cell from scratch)")
+    if input_shape:
+        lines.append(f"  next: nasp train {run_dir}  (trains the cell from scratch)")
+    else:  # a recurrent cell: its language model
+        lines.append(f"  next: nasp train {run_dir} --preset ptb-cpu  (trains the cell's "
+                     f"language model from scratch; ptb-paper: as DARTS)")
     return lines

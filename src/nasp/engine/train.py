@@ -75,7 +75,7 @@ from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.tensorboard import open_logger
 from nasp.engine.train_console import count_si, duration, epoch_line, pct
 from nasp.engine.train_text import TextTrainSession, evaluate_text_checkpoint
-from nasp.errors import CheckpointError, DatasetError
+from nasp.errors import CheckpointError, ConfigError, DatasetError
 from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import autocast, resolve_device, resolve_memory_format, resolve_precision
@@ -86,6 +86,7 @@ from nasp.spaces import (
     genotype_from_dict,
     is_genotype,
     resolve_genotype,
+    space_of,
 )
 from nasp.tasks import Task, build_task
 
@@ -151,6 +152,11 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     named = isinstance(genotype, str) and genotype.strip().upper() in builtin_genotypes()
     label = genotype.strip().upper() if named else "cell"
     genotype = _as_genotype(genotype)
+    if (not is_text_dataset(config.dataset)
+            and getattr(space_of(genotype), "data_kind", "image") == "text"):
+        raise ConfigError(f"the cell is a recurrent cell (of the {space_of(genotype).name} "
+                          f"space), and --dataset {config.dataset} holds images: train it on a "
+                          f"text corpus, e.g. --preset ptb-cpu or --preset ptb-paper")
     if is_text_dataset(config.dataset):  # a recurrent cell's language model
         return TrainResult(*TextTrainSession.start(
             config, label=label, overwrite=overwrite, genotype=genotype,

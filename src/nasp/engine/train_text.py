@@ -63,9 +63,9 @@ def build_language_model(genotype: Genotype, config: TrainConfig, vocab: int) ->
     ``config.slowness`` applied."""
     space = space_of(genotype)
     if getattr(space, "data_kind", "image") != "text":
-        raise ConfigError(f"--dataset {config.dataset} is a text corpus, and the cell "
-                          f"{genotype.compact()} of the {space.name} space is an image cell: "
-                          f"train a recurrent cell on it")
+        raise ConfigError(f"--dataset {config.dataset} is a text corpus, and the cell to train "
+                          f"is an image cell (of the {space.name} space): train a recurrent "
+                          f"cell on it, or train this one on images")
     try:
         space.check_sizes(config.layers, config.channels)
     except ValueError as err:
