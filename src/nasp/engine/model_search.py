@@ -42,8 +42,8 @@ from nasp.engine.search import (
     read_search_checkpoint,
 )
 from nasp.engine.search import search as search_config
-from nasp.engine.search_console import legend, summary
-from nasp.engine.session import Output, RunSession
+from nasp.engine.search_console import cell_line, epoch_line, legend, summary
+from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.errors import DatasetError
 from nasp.runtime.extras import MissingExtraError
 from nasp.runtime.runs import RunDir, default_run_dir
@@ -129,6 +129,25 @@ class _ModelSearchSession(_SearchSession):
         bn = 0 if self.batchnorm_batches is None else len(self.batchnorm_batches.dataset)
         for line in legend(self.strategy, None, len(self.val_data), bn):
             output.say(line)
+
+    def end_epoch(self, clock: EpochClock, steps: int) -> dict[str, Any]:
+        record = super().end_epoch(clock, steps)
+        if record.get("child_val_loss") is not None and record.get("child_val_acc") is None:
+            record["train_acc"] = None  # a loss without accuracies (a regression)
+        return record
+
+    def report_epoch(self, record: dict[str, Any], log: Callable[[str], None]) -> None:
+        """The search's epoch line; for a loss without accuracies, the validation loss."""
+        if record.get("child_val_loss") is None or record.get("child_val_acc") is not None:
+            super().report_epoch(record, log)
+            return
+        measure = record["val_measure"]
+        line = epoch_line({**record, "val_measure": None}, self.config.epochs, self.task,
+                          self.strategy.epoch_summary(), self.time_left())
+        log(f"{line}  {measure} val loss {record[f'{measure}_val_loss']:.4g}")
+        if record["cell_changed_edges"] or not self.cell_shown:
+            log(cell_line(self.space.genotype_type.from_dict(record["genotype"])))
+            self.cell_shown = True
 
     def finish(self, run: RunDir, output: Output) -> SearchResult:
         genotype = self.strategy.genotype()

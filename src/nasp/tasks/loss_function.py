@@ -79,7 +79,8 @@ class LossFunctionTask:
         return {"loss": loss, "top1": top1, "top5": top5}
 
     def format(self, values: Mapping[str, float | None]) -> str:
-        return ClassificationTask().format(values)
+        """As a classifier's line, without the accuracies a regression has none of (None)."""
+        return ClassificationTask().format({k: v for k, v in values.items() if v is not None})
 
     def initial_state(self) -> Any:
         return None
