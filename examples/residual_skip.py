@@ -53,11 +53,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategy", default="nasp")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     args = parser.parse_args()
     torch.manual_seed(0)
     (x, y), (x_test, y_test) = data(1024), data(256, seed=1)
     model = ResidualMLP()
-    out = tempfile.mkdtemp(prefix="nasp-residual-")
+    out = args.out or tempfile.mkdtemp(prefix="nasp-residual-")
     arch = nasp.search(model, (x[:512], y[:512]), (x[512:], y[512:]), args.strategy,
                        epochs=args.epochs, batch_size=64, loss_fn=F.mse_loss, run_dir=out,
                        overwrite=True, device="cpu", progress=False, plots=False,

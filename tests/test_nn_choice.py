@@ -4,6 +4,9 @@ and nasp.search on a user's model (docs/user-spaces.md)."""
 from __future__ import annotations
 
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +19,8 @@ from nasp.nn import Choice, InputChoice, SumInputs, fix
 from nasp.runtime.runs import RunDir
 from nasp.spaces import SearchSpace, model_space
 from nasp.strategies.base import discrete_plans
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 class Tiny(nn.Module):
@@ -153,6 +158,26 @@ def test_fix_leaves_no_nasp_code_but_a_sum_and_scripts_and_traces():
     torch.testing.assert_close(torch.jit.trace(fixed, x)(x), fixed(x))
 
 
+def test_fix_result_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the export extra")
+    fixed = fix(Tiny(), {"a": 1, "act": 1, "skip": [0, 2]}).eval()
+    x = torch.randn(5, 6)
+    torch.onnx.export(fixed, (x,), str(tmp_path / "m.onnx"), input_names=["x"],
+                      dynamic_axes={"x": {0: "n"}}, dynamo=False)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(y), fixed(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fix_replaces_a_choice_inside_a_chosen_option():
+    inner = Choice([nn.ReLU(), nn.Tanh()], label="inner")
+    model = nn.Sequential(Choice([nn.Sequential(nn.Linear(2, 2), inner), nn.Identity()],
+                                 label="outer"))
+    fixed = fix(model, {"outer": 0, "inner": 1})
+    assert isinstance(fixed[0][1], nn.Tanh)
+    assert not any(isinstance(m, Choice) for m in fixed.modules())
+
+
 def test_bad_uses_are_errors_naming_the_label():
     with pytest.raises(ConfigError, match="'empty'.*no options"):
         Choice([], label="empty")
@@ -242,3 +267,11 @@ def test_a_user_loss_and_resume_continue_exactly(tmp_path, monkeypatch):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     record = json.loads((tmp_path / "w" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["child_val_acc"] is None and record["child_val_loss"] > 0
+
+
+@pytest.mark.parametrize("script", ["residual_skip.py", "cnn_digits.py"])
+def test_the_examples_run(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [script, "--epochs", "1", "--out", str(tmp_path)])
+    runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "architecture: {" in out and (tmp_path / "arch.json").is_file()
