@@ -139,6 +139,15 @@ def test_fix_gives_the_supernet_output_at_the_discrete_architecture(arch):
     expected = net(x, discrete_plans(space.selection_of(arch)))
     fixed = fix(model, arch)
     torch.testing.assert_close(fixed(x), expected)
+    # and the supernet at A_bar in reference mode: every option weighted by A_bar, one-hot
+    A_bar = {t: torch.zeros(shape, dtype=torch.float64)
+             for t, shape in space.arch_shapes().items()}
+    for t, sel in space.selection_of(arch).items():
+        for e, k in enumerate(sel):
+            if k >= 0:
+                A_bar[t][e, k] = 1.0
+    reference = net(x, {t: CellPlan("reference", w) for t, w in A_bar.items()})
+    torch.testing.assert_close(fixed(x), reference)
     # with the same weights: training the copy leaves the model as it was
     assert fixed.inp.weight is not model.inp.weight
     torch.testing.assert_close(fixed.inp.weight, model.inp.weight)
