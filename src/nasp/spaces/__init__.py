@@ -32,6 +32,15 @@ from nasp.spaces.registry import (
     space_help,
     space_of,
 )
+from nasp.spaces.user_model import ModuleSpace as _ModuleSpace
+
+
+def model_space(model, example=None) -> SearchSpace:
+    """The search space of a user's model with ``nasp.nn`` choices (one architecture row per
+    label; :mod:`nasp.spaces.user_model`), checked by running ``model`` on ``example`` once
+    when given. Not in the ``--space`` registry: it needs the model."""
+    return _ModuleSpace(model, example)
+
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -57,6 +66,7 @@ __all__ = [
     "genotype_from_dict",
     "is_genotype",
     "load_genotype",
+    "model_space",
     "open_benchmark",
     "primitive_sets_help",
     "primitives_help",

@@ -13,6 +13,7 @@ from torch import nn
 
 from nasp.errors import ConfigError
 from nasp.tasks.classification import ClassificationTask, evaluate_classifier
+from nasp.tasks.loss_function import LossFunctionTask
 
 
 class Task(Protocol):
@@ -59,4 +60,5 @@ def build_task(name: str = "classification", **options: Any) -> Task:
     return cls(**options)
 
 
-__all__ = ["TASKS", "ClassificationTask", "Task", "build_task", "evaluate_classifier"]
+__all__ = ["TASKS", "ClassificationTask", "LossFunctionTask", "Task", "build_task",
+           "evaluate_classifier"]
