@@ -53,6 +53,7 @@ from nasp.spaces import (
     resolve_genotype,
 )
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
+from nasp.spaces.darts_rnn import DartsRNNSpace, RecurrentDropouts, RecurrentGenotype
 from nasp.spaces.nb201.benchmark_table import BenchmarkTable
 from nasp.spaces.nb201.genotype import NB201Genotype
 from nasp.strategies import DARTS, DARTS2, NASP, STRATEGIES, Strategy, build_strategy
@@ -74,6 +75,8 @@ __all__ = [
     "ComparePlan", "Diagnostics", "RandomSearch", "run_comparison",
     # NAS-Bench-201
     "BenchmarkError", "BenchmarkTable", "NB201Genotype", "NB201Space",
+    # the DARTS recurrent cell
+    "DartsRNNSpace", "RecurrentDropouts", "RecurrentGenotype",
     # long runs
     "NonFiniteError", "NotEnoughMemoryError", "RunFailedError", "RunInterrupted", "RunWriteError",
     "resume_search",

@@ -31,7 +31,7 @@ from torch import nn
 
 from nasp.core.ops import search_op
 
-__all__ = ["MODES", "CellPlan", "MixedOp", "mixed_forward", "sparse_sum"]
+__all__ = ["MODES", "CellPlan", "MixedOp", "mixed_forward", "sparse_combine", "sparse_sum"]
 
 MODES = ("dense", "discrete", "reference", "sparse")
 
@@ -123,18 +123,31 @@ def sparse_sum(weights: torch.Tensor, edges: Sequence[tuple[nn.Module, torch.Ten
     o_{e,k}(x_e)`` with exact gradients for every weight (see the module docstring).
     """
     K = weights.shape[-1]
-    selected, others, pos_sel, pos_other = [], [], [], []
+    selected, others = [], []
     for row, (edge, x, index) in enumerate(edges):
         for k, op in enumerate(edge.ops):
             if k == index:
-                selected.append(op(x))
-                pos_sel.append(row * K + k)
+                selected.append((row * K + k, op(x)))
             else:
                 with torch.no_grad():
-                    others.append(op(x))
-                pos_other.append(row * K + k)
-    return _SparseSum.apply(weights, tuple(pos_sel + pos_other), len(selected),
-                            *selected, *others)
+                    others.append((row * K + k, op(x)))
+    return sparse_combine(weights, selected, others)
+
+
+def sparse_combine(weights: torch.Tensor, selected: Sequence[tuple[int, torch.Tensor]],
+                   others: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """:func:`sparse_sum` from op outputs already computed: ``sum_i weights.flatten()[pos_i] y_i``
+    over the ``(pos_i, y_i)`` of ``selected`` (computed with autograd) and ``others`` (computed
+    without; their weights must be zero), with the exact gradient ``<g, y_i>`` for the weight of
+    every listed output. A weight listed nowhere gets a zero gradient: leave out only outputs
+    known to be zero (a ``none`` op). ``others`` must not be empty when ``selected`` is.
+
+    For a space whose ops share work that :class:`MixedOp` cannot express (the DARTS recurrent
+    cell computes all ops of an input from one matrix product).
+    """
+    positions = tuple(p for p, _ in selected) + tuple(p for p, _ in others)
+    return _SparseSum.apply(weights, positions, len(selected),
+                            *(y for _, y in selected), *(y for _, y in others))
 
 
 class MixedOp(nn.Module):

@@ -12,6 +12,13 @@ from nasp.spaces.benchmark import benchmark_note, benchmark_record, open_benchma
 from nasp.spaces.darts_cnn.child import ChildNetwork
 from nasp.spaces.darts_cnn.space import DartsCNNSpace
 from nasp.spaces.darts_cnn.supernet import Supernet
+from nasp.spaces.darts_rnn import (
+    DartsRNNSpace,
+    RecurrentDropouts,
+    RecurrentGenotype,
+    RecurrentNetwork,
+    RecurrentSupernet,
+)
 from nasp.spaces.genotypes import (
     GENOTYPE_FILE,
     builtin_genotypes,
@@ -51,10 +58,15 @@ __all__ = [
     "Benchmark",
     "ChildNetwork",
     "DartsCNNSpace",
+    "DartsRNNSpace",
     "Genotype",
     "NB201ChildNetwork",
     "NB201Space",
     "NB201Supernet",
+    "RecurrentDropouts",
+    "RecurrentGenotype",
+    "RecurrentNetwork",
+    "RecurrentSupernet",
     "SearchSpace",
     "Selection",
     "Supernet",
