@@ -23,10 +23,11 @@ SPACES_DIR = ROOT / "spaces"
 
 #: The floors of the house (docs/architecture.md), lowest first: a module may import modules of
 #: its own package and of lower floors only. data and tasks stand beside core.
-FLOORS: dict[str, int] = {
+FLOORS: dict[str, float] = {
     "nasp.errors": 0, "nasp.registry": 0,
     "nasp.runtime": 1,
     "nasp.core": 2, "nasp.data": 2, "nasp.tasks": 2,
+    "nasp.nn": 2.5,  # a user's choices: over core's mixed edge, under the spaces that search them
     "nasp.spaces": 3,
     "nasp.config": 4,
     "nasp.strategies": 5,

@@ -9,6 +9,10 @@ The public API::
     from nasp import train, train_preset
     trained = train(result.genotype, train_preset("quick", out="runs/my-cell"))
     trained.net  # a plain nn.Module; runs/my-cell holds best.pt, last.pt, pictures
+
+    # your own model with nasp.nn.Choice / InputChoice inside (docs/user-spaces.md)
+    arch = search(model, (x_train, y_train), (x_val, y_val), strategy="nasp", epochs=10)
+    net = fix(model, arch)  # an ordinary nn.Module
 """
 
 from nasp.apps.compare import ComparePlan, run_comparison
@@ -20,7 +24,8 @@ from nasp.core.ops import OPS
 from nasp.core.prox import prox_c1, prox_c2
 from nasp.engine.checkpoints import TrainedModel, load_trained, model_info
 from nasp.engine.diagnostics import Diagnostics
-from nasp.engine.search import SearchResult, resume_search, search
+from nasp.engine.model_search import search, search_model
+from nasp.engine.search import SearchResult, resume_search
 from nasp.engine.train import TrainResult, evaluate_checkpoint, resume, train
 from nasp.errors import (
     BenchmarkError,
@@ -34,6 +39,7 @@ from nasp.errors import (
     RunInterrupted,
     RunWriteError,
 )
+from nasp.nn import Choice, InputChoice, fix
 from nasp.spaces import (
     PRIMITIVE_SETS,
     SPACES,
@@ -47,6 +53,7 @@ from nasp.spaces import (
     resolve_genotype,
 )
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, Genotype
+from nasp.spaces.darts_rnn import DartsRNNSpace, RecurrentDropouts, RecurrentGenotype
 from nasp.spaces.nb201.benchmark_table import BenchmarkTable
 from nasp.spaces.nb201.genotype import NB201Genotype
 from nasp.strategies import DARTS, DARTS2, NASP, STRATEGIES, Strategy, build_strategy
@@ -68,7 +75,11 @@ __all__ = [
     "ComparePlan", "Diagnostics", "RandomSearch", "run_comparison",
     # NAS-Bench-201
     "BenchmarkError", "BenchmarkTable", "NB201Genotype", "NB201Space",
+    # the DARTS recurrent cell
+    "DartsRNNSpace", "RecurrentDropouts", "RecurrentGenotype",
     # long runs
     "NonFiniteError", "NotEnoughMemoryError", "RunFailedError", "RunInterrupted", "RunWriteError",
     "resume_search",
+    # your own model's choices
+    "Choice", "InputChoice", "fix", "search_model",
 ]

@@ -31,7 +31,7 @@ from torch import nn
 
 from nasp.core.ops import search_op
 
-__all__ = ["MODES", "CellPlan", "MixedOp", "sparse_sum"]
+__all__ = ["MODES", "CellPlan", "MixedOp", "mixed_forward", "sparse_combine", "sparse_sum"]
 
 MODES = ("dense", "discrete", "reference", "sparse")
 
@@ -112,28 +112,42 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return (t.permute(0, 2, 3, 1) if _is_channels_last(t) else t).reshape(-1)
 
 
-def sparse_sum(weights: torch.Tensor, edges: Sequence[tuple[MixedOp, torch.Tensor, int]]
+def sparse_sum(weights: torch.Tensor, edges: Sequence[tuple[nn.Module, torch.Tensor, int]]
                ) -> torch.Tensor:
     """Sparse-mode output of several edges entering one node.
 
     ``weights`` holds the rows of those edges (``(len(edges), K)``; zero except at the selected
-    ops), ``edges`` the ``(mixed op, input, selected op or -1)`` of each. The selected ops run with
-    autograd, all others without; the result is ``sum_{e,k} weights[e, k] o_{e,k}(x_e)`` with exact
-    gradients for every weight (see the module docstring).
+    ops), ``edges`` the ``(edge, input, selected op or -1)`` of each, an edge being any module
+    with its candidate ops in ``.ops`` (:class:`MixedOp`, ``nasp.nn.Choice``). The selected ops
+    run with autograd, all others without; the result is ``sum_{e,k} weights[e, k]
+    o_{e,k}(x_e)`` with exact gradients for every weight (see the module docstring).
     """
     K = weights.shape[-1]
-    selected, others, pos_sel, pos_other = [], [], [], []
+    selected, others = [], []
     for row, (edge, x, index) in enumerate(edges):
         for k, op in enumerate(edge.ops):
             if k == index:
-                selected.append(op(x))
-                pos_sel.append(row * K + k)
+                selected.append((row * K + k, op(x)))
             else:
                 with torch.no_grad():
-                    others.append(op(x))
-                pos_other.append(row * K + k)
-    return _SparseSum.apply(weights, tuple(pos_sel + pos_other), len(selected),
-                            *selected, *others)
+                    others.append((row * K + k, op(x)))
+    return sparse_combine(weights, selected, others)
+
+
+def sparse_combine(weights: torch.Tensor, selected: Sequence[tuple[int, torch.Tensor]],
+                   others: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """:func:`sparse_sum` from op outputs already computed: ``sum_i weights.flatten()[pos_i] y_i``
+    over the ``(pos_i, y_i)`` of ``selected`` (computed with autograd) and ``others`` (computed
+    without; their weights must be zero), with the exact gradient ``<g, y_i>`` for the weight of
+    every listed output. A weight listed nowhere gets a zero gradient: leave out only outputs
+    known to be zero (a ``none`` op). ``others`` must not be empty when ``selected`` is.
+
+    For a space whose ops share work that :class:`MixedOp` cannot express (the DARTS recurrent
+    cell computes all ops of an input from one matrix product).
+    """
+    positions = tuple(p for p, _ in selected) + tuple(p for p, _ in others)
+    return _SparseSum.apply(weights, positions, len(selected),
+                            *(y for _, y in selected), *(y for _, y in others))
 
 
 class MixedOp(nn.Module):
@@ -146,9 +160,17 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, mode: str, weights: torch.Tensor | None = None,
                 index: int = -1) -> torch.Tensor:
-        if mode == "discrete":
-            return self.ops[index](x)
-        if mode == "sparse":
-            return sparse_sum(weights[None], [(self, x, index)])
-        # dense and reference: the same computation, with softmax(alpha) or A_bar as weights
-        return sum(w * op(x) for w, op in zip(weights.unbind(0), self.ops))
+        return mixed_forward(self, x, mode, weights, index)
+
+
+def mixed_forward(edge: nn.Module, x: torch.Tensor, mode: str,
+                  weights: torch.Tensor | None = None, index: int = -1) -> torch.Tensor:
+    """One edge in execution mode ``mode`` (see the module docstring): ``edge`` is any module
+    with its candidate ops in ``edge.ops`` (a :class:`MixedOp`, a user's ``nasp.nn.Choice``),
+    ``weights`` its row ``(K,)``, ``index`` its selected op."""
+    if mode == "discrete":
+        return edge.ops[index](x)
+    if mode == "sparse":
+        return sparse_sum(weights[None], [(edge, x, index)])
+    # dense and reference: the same computation, with softmax(alpha) or A_bar as weights
+    return sum(w * op(x) for w, op in zip(weights.unbind(0), edge.ops))

@@ -12,6 +12,13 @@ from nasp.spaces.benchmark import benchmark_note, benchmark_record, open_benchma
 from nasp.spaces.darts_cnn.child import ChildNetwork
 from nasp.spaces.darts_cnn.space import DartsCNNSpace
 from nasp.spaces.darts_cnn.supernet import Supernet
+from nasp.spaces.darts_rnn import (
+    DartsRNNSpace,
+    RecurrentDropouts,
+    RecurrentGenotype,
+    RecurrentNetwork,
+    RecurrentSupernet,
+)
 from nasp.spaces.genotypes import (
     GENOTYPE_FILE,
     builtin_genotypes,
@@ -32,6 +39,15 @@ from nasp.spaces.registry import (
     space_help,
     space_of,
 )
+from nasp.spaces.user_model import ModuleSpace as _ModuleSpace
+
+
+def model_space(model, example=None) -> SearchSpace:
+    """The search space of a user's model with ``nasp.nn`` choices (one architecture row per
+    label; :mod:`nasp.spaces.user_model`), checked by running ``model`` on ``example`` once
+    when given. Not in the ``--space`` registry: it needs the model."""
+    return _ModuleSpace(model, example)
+
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -42,10 +58,15 @@ __all__ = [
     "Benchmark",
     "ChildNetwork",
     "DartsCNNSpace",
+    "DartsRNNSpace",
     "Genotype",
     "NB201ChildNetwork",
     "NB201Space",
     "NB201Supernet",
+    "RecurrentDropouts",
+    "RecurrentGenotype",
+    "RecurrentNetwork",
+    "RecurrentSupernet",
     "SearchSpace",
     "Selection",
     "Supernet",
@@ -57,6 +78,7 @@ __all__ = [
     "genotype_from_dict",
     "is_genotype",
     "load_genotype",
+    "model_space",
     "open_benchmark",
     "primitive_sets_help",
     "primitives_help",

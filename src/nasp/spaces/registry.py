@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from nasp.errors import GenotypeError
 from nasp.spaces.base import Genotype, SearchSpace
 from nasp.spaces.darts_cnn.space import DartsCNNSpace
+from nasp.spaces.darts_rnn.space import DartsRNNSpace
 from nasp.spaces.nb201.space import NB201Space
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
 SPACES: dict[str, type[SearchSpace]] = {
     DartsCNNSpace.name: DartsCNNSpace,
     NB201Space.name: NB201Space,
+    DartsRNNSpace.name: DartsRNNSpace,
 }
 
 #: The space searched when none is named.

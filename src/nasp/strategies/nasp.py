@@ -130,8 +130,9 @@ class NASP(Strategy):
         self.A_bar = self.space.project(self.arch)
         types = list(self.A_bar)
         flat = torch.cat([selection_indices(self.A_bar[t]) for t in types]).tolist()
-        n = len(flat) // len(types)
-        self.selection = {t: tuple(flat[i * n:(i + 1) * n]) for i, t in enumerate(types)}
+        ends = torch.tensor([self.A_bar[t].shape[0] for t in types]).cumsum(0).tolist()
+        self.selection = {t: tuple(flat[end - self.A_bar[t].shape[0]:end])
+                          for t, end in zip(types, ends)}
 
     def size_regulariser(self, A_bar: dict[str, torch.Tensor]) -> torch.Tensor:
         """``R(A_bar) = sum_{e,k} b_k A_bar_normal[e, k]^2``."""
@@ -196,9 +197,11 @@ class NASP(Strategy):
         """The mean over edges of the gap between the two largest entries of ``A``."""
         margins = []
         for a in self.arch.values():
+            if a.shape[1] < 2:  # a single option (a user's Choice): nothing to decide
+                continue
             top = a.detach().topk(2, dim=1).values
             margins.extend((top[:, 0] - top[:, 1]).tolist())
-        return sum(margins) / len(margins)
+        return sum(margins) / len(margins) if margins else 0.0
 
     def epoch_metrics(self) -> dict[str, Any]:
         return {"nasp": {"flips": self.flips, "margin": self.margin(),

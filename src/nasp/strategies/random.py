@@ -44,7 +44,7 @@ from nasp.spaces.benchmark import open_benchmark
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["RandomOptions", "RandomSearch", "Scorer", "SharedWeightRandomSearch",
-           "benchmark_scorer"]
+           "benchmark_scorer", "rank_score"]
 
 #: Score of a genotype (higher is better), or None when it cannot be scored.
 Scorer = Callable[[Genotype], "float | None"]
@@ -54,6 +54,14 @@ def benchmark_scorer(config: SearchConfig, space: SearchSpace) -> Scorer | None:
     """Look-up in the benchmark table ``config.benchmark``, opened by the space (None when no
     table is configured)."""
     return open_benchmark(config, space)
+
+
+def rank_score(result: Mapping[str, float | None]) -> float | None:
+    """A candidate's score from the loop's evaluation: its ``top1`` accuracy, or ``-loss`` for
+    a task without accuracies (a user's regression loss)."""
+    if result.get("top1") is not None:
+        return result["top1"]
+    return None if result.get("loss") is None else -result["loss"]
 
 
 @dataclass
@@ -171,7 +179,7 @@ class RandomSearch(Strategy):
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         if self.trains and self.current in self.scored_in(self.epoch):
-            self._score(self.current, result["top1"])
+            self._score(self.current, rank_score(result))
 
     def _score(self, i: int, score: float | None) -> None:
         self.scores[i] = None if score is None else float(score)
@@ -277,7 +285,7 @@ class SharedWeightRandomSearch(RandomSearch):
                                "call set_evaluator first")
         incumbent = self.best
         for i in [*self.scored_in(self.epoch), *([] if incumbent is None else [incumbent])]:
-            self._score(i, self.evaluator(discrete_plans(self.candidates[i]))["top1"])
+            self._score(i, rank_score(self.evaluator(discrete_plans(self.candidates[i]))))
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         return None

@@ -15,6 +15,7 @@ from torch import nn
 from nasp.errors import ConfigError
 from nasp.tasks.classification import ClassificationTask, evaluate_classifier
 from nasp.tasks.language_model import LanguageModelTask, perplexity
+from nasp.tasks.loss_function import LossFunctionTask
 from nasp.tasks.windows import TokenWindow, detach_state
 
 
@@ -74,5 +75,5 @@ def build_task(name: str = "classification", **options: Any) -> Task:
     return cls(**options)
 
 
-__all__ = ["TASKS", "ClassificationTask", "LanguageModelTask", "Task", "TokenWindow",
-           "build_task", "detach_state", "evaluate_classifier", "perplexity"]
+__all__ = ["TASKS", "ClassificationTask", "LanguageModelTask", "LossFunctionTask", "Task",
+           "TokenWindow", "build_task", "detach_state", "evaluate_classifier", "perplexity"]

@@ -25,13 +25,9 @@ any space.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import itertools
 import json
-import numbers
 import os
-import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +36,7 @@ from typing import Any, ClassVar
 from nasp.core.ops import OPS
 from nasp.errors import GenotypeError
 from nasp.runtime.atomic import atomic_write_text
+from nasp.spaces.tuple_text import is_int, one_line, read_genotype_call, short, show
 
 __all__ = ["BUILTIN_GENOTYPES", "SPACE", "Genotype", "GenotypeError"]
 
@@ -54,34 +51,11 @@ _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _TEXT_EXAMPLE = "Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)"
 
 
-def _short(value: object) -> str:
-    """Short ``repr`` of ``value`` for error messages (never fails, never spans lines)."""
-    try:
-        return reprlib.repr(value)
-    except ValueError:  # an int too long to convert to decimal
-        return "<huge>"
-
-
-def _show(value: object) -> str:
-    """Short ``repr`` of ``value`` with its type, for error messages."""
-    return f"{_short(value)} ({type(value).__name__})"
-
-
-def _one_line(err: BaseException) -> str:
-    """``str(err)`` on one line (a parser's message may span several)."""
-    return " ".join(str(err).split())
-
-
-def _is_int(value: object) -> bool:
-    """Whether ``value`` is an integer (Python or NumPy) and not a ``bool``."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_cell(cell: str, pairs: object) -> tuple[Pair, ...]:
     """Validate the pairs of one cell and return them as a tuple of tuples."""
     if not isinstance(pairs, (list, tuple)):
         raise GenotypeError(
-            f"{cell} must be a list of (op name, input index) pairs, got {_show(pairs)}")
+            f"{cell} must be a list of (op name, input index) pairs, got {show(pairs)}")
     if not pairs or len(pairs) % 2:
         raise GenotypeError(
             f"{cell} has {len(pairs)} pairs; it needs two per intermediate node, "
@@ -92,16 +66,16 @@ def _check_cell(cell: str, pairs: object) -> tuple[Pair, ...]:
         where = f"{cell}[{k}] ({('first', 'second')[k % 2]} input of node {node})"
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise GenotypeError(
-                f"{where}: expected an (op name, input index) pair, got {_show(pair)}")
+                f"{where}: expected an (op name, input index) pair, got {show(pair)}")
         op, index = pair
         if not isinstance(op, str) or op not in OPS:
             raise GenotypeError(
-                f"{where}: unknown op {_show(op)}; known ops: {', '.join(sorted(OPS))}")
-        if not _is_int(index):
-            raise GenotypeError(f"{where}: the input index must be an int, got {_show(index)}")
+                f"{where}: unknown op {show(op)}; known ops: {', '.join(sorted(OPS))}")
+        if not is_int(index):
+            raise GenotypeError(f"{where}: the input index must be an int, got {show(index)}")
         if not 0 <= index < node:
             raise GenotypeError(
-                f"{where}: input index {_short(index)} is out of range; "
+                f"{where}: input index {short(index)} is out of range; "
                 f"node {node} can read states 0..{node - 1}")
         checked.append((op, int(index)))
     return tuple(checked)
@@ -110,7 +84,7 @@ def _check_cell(cell: str, pairs: object) -> tuple[Pair, ...]:
 def _check_concat(field: str, concat: object, n_states: int) -> tuple[int, ...]:
     """Validate the output states of one cell with ``n_states`` states; return them as a tuple."""
     if not isinstance(concat, (list, tuple, range)):
-        raise GenotypeError(f"{field} must be a list of state indices, got {_show(concat)}")
+        raise GenotypeError(f"{field} must be a list of state indices, got {show(concat)}")
     states = tuple(itertools.islice(concat, n_states + 1))  # never unpack a huge range
     if not states:
         raise GenotypeError(f"{field} is empty; the cell output needs at least one state")
@@ -120,11 +94,11 @@ def _check_concat(field: str, concat: object, n_states: int) -> tuple[int, ...]:
             "states to concatenate")
     seen: set[int] = set()
     for k, state in enumerate(states):
-        if not _is_int(state):
-            raise GenotypeError(f"{field}[{k}]: a state index must be an int, got {_show(state)}")
+        if not is_int(state):
+            raise GenotypeError(f"{field}[{k}]: a state index must be an int, got {show(state)}")
         if not 0 <= state < n_states:
             raise GenotypeError(
-                f"{field}[{k}]: state {_short(state)} is out of range 0..{n_states - 1}")
+                f"{field}[{k}]: state {short(state)} is out of range 0..{n_states - 1}")
         if state in seen:
             raise GenotypeError(f"{field}[{k}]: state {state} appears twice")
         seen.add(state)
@@ -188,7 +162,7 @@ class Genotype:
         may be left out (files written before genotype files named their space)."""
         if not isinstance(data, Mapping):
             raise GenotypeError(
-                f"a genotype must be an object with keys {', '.join(_FIELDS)}, got {_show(data)}")
+                f"a genotype must be an object with keys {', '.join(_FIELDS)}, got {show(data)}")
         missing = [key for key in _FIELDS if key not in data]
         extra = sorted(repr(key) for key in data if key not in _FIELDS and key != "space")
         if missing or extra:
@@ -196,7 +170,7 @@ class Genotype:
                 f"a genotype needs exactly the keys {', '.join(_FIELDS)}; missing: "
                 f"{', '.join(missing) or 'none'}; unexpected: {', '.join(extra) or 'none'}")
         if data.get("space", cls.space) != cls.space:
-            raise GenotypeError(f"a genotype of space {_short(data['space'])} is not a DARTS cell "
+            raise GenotypeError(f"a genotype of space {short(data['space'])} is not a DARTS cell "
                                 f"genotype (space {cls.space!r})")
         return cls(**{key: data[key] for key in _FIELDS})
 
@@ -216,7 +190,7 @@ class Genotype:
         try:
             data = json.loads(text)
         except (ValueError, TypeError, RecursionError) as err:
-            raise GenotypeError(f"invalid genotype JSON: {_one_line(err)}") from None
+            raise GenotypeError(f"invalid genotype JSON: {one_line(err)}") from None
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -238,7 +212,7 @@ class Genotype:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            raise GenotypeError(f"cannot read genotype file {path}: {_one_line(err)}") from None
+            raise GenotypeError(f"cannot read genotype file {path}: {one_line(err)}") from None
         try:
             return cls.from_json(text)
         except GenotypeError as err:
@@ -268,16 +242,7 @@ class Genotype:
         Every problem, from a syntax error to an invalid cell, is a :class:`GenotypeError`;
         nothing else is raised.
         """
-        if not isinstance(text, str):
-            raise GenotypeError(f"genotype text must be a str, got {_show(text)}")
-        try:
-            module = ast.parse(text.strip(), mode="exec")
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as err:
-            raise GenotypeError(f"cannot parse genotype text: {_one_line(err)}") from None
-        try:
-            arguments = _call_arguments(_genotype_call(module))
-        except RecursionError:
-            raise GenotypeError("genotype text is nested too deeply") from None
+        arguments = read_genotype_call(text, _FIELDS, _TEXT_EXAMPLE)
         return cls(**arguments)
 
     # ---------------------------------------------------------------------------------- logs
@@ -298,65 +263,6 @@ class Genotype:
                     zip(inputs[::2], inputs[1::2], strict=True), start=2))
             parts.append(f"{cell}: {' '.join(nodes)} concat={','.join(map(str, concat))}")
         return " | ".join(parts)
-
-
-def _genotype_call(module: ast.Module) -> ast.Call:
-    """The ``Genotype(...)`` call of a module holding just ``[NAME =] Genotype(...)``."""
-    if len(module.body) != 1:
-        raise GenotypeError(
-            f"genotype text must hold a single Genotype(...) expression, "
-            f"found {len(module.body)} statements")
-    statement = module.body[0]
-    named = (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-             and isinstance(statement.targets[0], ast.Name))
-    if not (named or isinstance(statement, ast.Expr)):
-        raise GenotypeError(f"genotype text must look like {_TEXT_EXAMPLE}")
-    call = statement.value
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-            and call.func.id == "Genotype"):
-        raise GenotypeError(f"genotype text must be a call like {_TEXT_EXAMPLE}")
-    return call
-
-
-def _call_arguments(call: ast.Call) -> dict[str, Any]:
-    """The literal keyword arguments of a ``Genotype(...)`` call, checked by name."""
-    if call.args:
-        raise GenotypeError(
-            f"Genotype(...) takes keyword arguments only ({', '.join(_FIELDS)})")
-    arguments: dict[str, Any] = {}
-    for keyword in call.keywords:
-        if keyword.arg not in _FIELDS:
-            name = "**" if keyword.arg is None else keyword.arg
-            raise GenotypeError(
-                f"Genotype(...) got unexpected argument {name}; expected {', '.join(_FIELDS)}")
-        if keyword.arg in arguments:
-            raise GenotypeError(f"Genotype(...) got argument {keyword.arg} twice")
-        arguments[keyword.arg] = _literal(keyword.value)
-    missing = [field for field in _FIELDS if field not in arguments]
-    if missing:
-        raise GenotypeError(f"Genotype(...) is missing argument(s) {', '.join(missing)}")
-    return arguments
-
-
-def _literal(node: ast.expr) -> Any:
-    """Value of a constant, a negated number, a list or tuple of literals, or ``range(...)``."""
-    if isinstance(node, ast.Constant):
-        return node.value
-    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
-            and isinstance(node.operand, ast.Constant) and _is_int(node.operand.value)):
-        return -node.operand.value
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(element) for element in node.elts]
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == "range" and not node.keywords and 1 <= len(node.args) <= 3):
-        bounds = [_literal(argument) for argument in node.args]
-        if all(_is_int(bound) for bound in bounds):
-            with contextlib.suppress(ValueError):  # range(a, b, 0)
-                return range(*bounds)
-    raise GenotypeError(
-        f"genotype text, line {node.lineno} column {node.col_offset + 1}: "
-        f"{reprlib.repr(ast.unparse(node))} is not allowed; only literal lists or tuples of "
-        "(op name, input index) pairs and range(a, b) with int literals are")
 
 
 _CONCAT = (2, 3, 4, 5)

@@ -262,8 +262,9 @@ class DartsCNNSpace:
 
     @classmethod
     def parse_genotype(cls, text: str) -> Genotype | None:
-        """DARTS tuple text (:meth:`Genotype.parse`): any text mentioning ``Genotype``."""
-        return Genotype.parse(text) if "Genotype" in text else None
+        """DARTS tuple text (:meth:`Genotype.parse`): any text mentioning ``Genotype`` but
+        not ``recurrent`` (DARTS writes its recurrent cells as ``Genotype(recurrent=...)``)."""
+        return Genotype.parse(text) if "Genotype" in text and "recurrent" not in text else None
 
     # -- benchmark ----------------------------------------------------------------------------
     def open_benchmark(self, path: str | os.PathLike[str], column: str | None,
