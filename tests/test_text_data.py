@@ -172,8 +172,12 @@ def test_a_missing_or_damaged_corpus_is_a_clear_error(tmp_path):
 
 def test_the_config_pairs_text_corpora_with_recurrent_spaces():
     with pytest.raises(ConfigError, match="--dataset ptb is a text corpus and --space darts "
-                                          "searches image cells"):
+                                          "searches image cells: use --space darts-rnn"):
         SearchConfig(dataset="ptb")
+    assert SearchConfig(dataset="ptb", space="darts-rnn", layers=1).dataset == "ptb"
+    with pytest.raises(ConfigError, match="--space darts-rnn searches a language model on a "
+                                          "text corpus; --dataset digits holds images"):
+        SearchConfig(space="darts-rnn", layers=1)
     with pytest.raises(ConfigError, match="--bptt must be an integer of at least 2"):
         SearchConfig(bptt=1)
     with pytest.raises(ConfigError, match="--bptt-rule must be one of"):

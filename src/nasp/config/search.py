@@ -73,14 +73,14 @@ class SearchConfig(_Config):
     batch_size: int = option(**RUN_OPTIONS["batch_size"])
     cutout: int = option(**RUN_OPTIONS["cutout"])
     # text corpora (a recurrent space): truncated back-propagation through time
-    bptt: int = option(35, metavar="STEPS",
+    bptt: int = option(35, metavar="N",
                        help="text: time steps per window of truncated back-propagation (the mean "
                             "of the --bptt-rule lengths; the lr of a step is scaled by its "
-                            "length / STEPS; default 35)")
+                            "length / N; default 35)")
     bptt_rule: str = option(
         "darts", choices=("darts", "awd", "fixed"),
-        help="text: window lengths: darts (STEPS, or STEPS/2 with probability 0.05; DARTS's "
-             "search; default), awd (around those by a normal of sd 5, 5 to STEPS+20; "
+        help="text: window lengths: darts (N, or N/2 with probability 0.05; DARTS's "
+             "search; default), awd (around those by a normal of sd 5, 5 to N+20; "
              "AWD-LSTM) or fixed")
     # network
     layers: int = option(5, help="cells in the supernet")

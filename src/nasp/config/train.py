@@ -69,9 +69,9 @@ class TrainConfig(_Config):
     label_smoothing: float = option(0.0, metavar="EPS")
     # text corpora (a recurrent cell's language model; nasp.engine.train_text): truncated
     # back-propagation through time, the switch to averaged SGD, the network's regularisers
-    bptt: int = option(35, metavar="STEPS",
+    bptt: int = option(35, metavar="N",
                        help="text: time steps per window (the mean of the --bptt-rule lengths; "
-                            "the lr of a step is scaled by its length / STEPS; default 35)")
+                            "the lr of a step is scaled by its length / N; default 35)")
     bptt_rule: str = option(
         "awd", choices=("darts", "awd", "fixed"),
         help="text: window lengths: awd (AWD-LSTM's and DARTS's training; default), darts "
