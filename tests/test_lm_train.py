@@ -150,3 +150,16 @@ def test_an_image_cell_on_a_text_corpus_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="the cell is a recurrent cell .* --dataset digits holds "
                                           "images: .*--preset ptb-cpu"):
         train(CELL, train_preset("tiny", out=str(tmp_path / "img")), **QUIET)
+
+
+def test_info_counts_a_recurrent_cell_language_model(tmp_path, capsys):
+    """DARTS_V2's model at 850 units on 10,000 words, as the reference note counts it: the tied
+    embedding, W0 (1700 x 1700), 8 node matrices (850 x 1700) and the decoder's bias."""
+    assert main(["info", "DARTS_V2_RNN"]) == 0
+    expected = 10_000 * 850 + 1700 * 1700 + 8 * 850 * 1700 + 10_000
+    assert f"850 units, 10000 words: {expected:,} parameters (22.96M)" in capsys.readouterr().out
+    train(CELL, config(tmp_path, "run", epochs=1), **QUIET)
+    assert main(["info", str(tmp_path / "run" / BEST)]) == 0
+    net = build_language_model(CELL, config(tmp_path, "x"), 13)
+    count = sum(p.numel() for p in net.parameters())
+    assert f", 13 words: {count:,} parameters" in capsys.readouterr().out

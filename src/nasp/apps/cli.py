@@ -213,7 +213,17 @@ def _info_parser(sub) -> None:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from nasp.engine.checkpoints import model_info
+    from nasp.engine.train_text import language_model_info
 
+    lm = language_model_info(args.spec, layers=args.layers, channels=args.channels,
+                             vocab=args.classes)
+    if lm is not None:  # a recurrent cell's language model: parameters, no FLOPs per image
+        config = lm["config"]
+        sizes = space_of(lm["genotype"]).describe_sizes(config.layers, config.channels)
+        print(lm["genotype"])
+        print(f"language model, {sizes}, {lm['vocab']} words: {lm['parameters']:,} parameters "
+              f"({lm['parameters'] / 1e6:.2f}M)")
+        return 0
     info = model_info(args.spec, layers=args.layers, channels=args.channels,
                       network=args.network, dataset=args.dataset, data_dir=args.data_dir,
                       in_channels=args.in_channels, image_size=args.image_size,

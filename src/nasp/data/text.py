@@ -27,8 +27,8 @@ import torch
 from nasp.data.base import _resolve_root
 from nasp.errors import DatasetError
 
-__all__ = ["EOS", "SPLIT_FILES", "TEXT_DATASETS", "Corpus", "batchify", "fixed_windows",
-           "is_text_dataset", "load_corpus", "read_corpus"]
+__all__ = ["EOS", "SPLIT_FILES", "TEXT_DATASETS", "VOCAB_SIZES", "Corpus", "batchify",
+           "fixed_windows", "is_text_dataset", "load_corpus", "read_corpus"]
 
 #: The end-of-sentence token appended to every line.
 EOS = "<eos>"
@@ -130,6 +130,9 @@ def _load_ptb(root: Path | None) -> Corpus:
 
 TEXT_DATASETS: dict[str, Callable[[Path | None], Corpus]] = {"ptb": _load_ptb}
 """Registry: corpus name -> loader ``(root: Path | None) -> Corpus``."""
+
+VOCAB_SIZES: dict[str, int] = {"ptb": 10_000}
+"""The vocabulary of each corpus, known without reading it (``nasp info``)."""
 
 
 def is_text_dataset(name: object) -> bool:

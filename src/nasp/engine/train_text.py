@@ -36,9 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasp.config import TrainConfig
+from nasp.config import TrainConfig, train_preset
 from nasp.core.measure import parameter_count
 from nasp.data import Corpus, TokenStream, batchify, fixed_windows, load_corpus
+from nasp.data.text import VOCAB_SIZES
 from nasp.engine.checkpoints import BEST, CHECKPOINT_KIND, LAST, read_checkpoint, saved_config
 from nasp.engine.reproducibility import restore_rng_state, rng_state
 from nasp.engine.session import EpochClock, Output, RunSession
@@ -47,11 +48,11 @@ from nasp.errors import CheckpointError, ConfigError, DatasetError, GenotypeErro
 from nasp.runtime import distributed
 from nasp.runtime.device import resolve_device
 from nasp.runtime.runs import RunDir
-from nasp.spaces import Genotype, genotype_from_dict, space_of
+from nasp.spaces import Genotype, genotype_from_dict, resolve_genotype, space_of
 from nasp.tasks import LanguageModelTask, TokenWindow, perplexity
 
 __all__ = ["EVAL_BATCH", "TEST_BATCH", "TextTrainSession", "build_language_model",
-           "evaluate_text_checkpoint"]
+           "evaluate_text_checkpoint", "language_model_info"]
 
 #: Batch sizes of the validation and test evaluations (DARTS's ``eval_batch_size``, ``test``).
 EVAL_BATCH, TEST_BATCH = 10, 1
@@ -323,3 +324,34 @@ def evaluate_text_checkpoint(path: str | Path, data_dir: str | Path | None = Non
         result.update({f"{split}_loss": m["loss"], f"{split}_ppl": m["ppl"],
                        f"{split}_acc": m["top1"]})
     return result
+
+
+def language_model_info(spec: str | Path, *, layers: int | None = None,
+                        channels: int | None = None, vocab: int | None = None
+                        ) -> dict[str, Any] | None:
+    """``parameters`` of the language model of a recurrent cell or trained checkpoint ``spec``
+    (with ``genotype``, ``config``, ``vocab``), or None when ``spec`` is not one (an image
+    cell: :func:`~nasp.engine.checkpoints.model_info`). A cell takes the ``ptb-paper`` preset at
+    its space's paper's sizes and Penn Treebank's 10,000 words; a checkpoint its own; the
+    arguments given override them. Built on the ``meta`` device: no memory, no arithmetic."""
+    path = Path(spec)
+    if path.suffix == ".pt" or (path.is_dir() and (path / LAST).is_file()):
+        path, checkpoint = read_checkpoint(path)
+        data = checkpoint.get("data")
+        if not (isinstance(data, dict) and "vocab" in data):
+            return None
+        config = saved_config(checkpoint["config"], f"the configuration in {path}")
+        genotype, words = genotype_from_dict(checkpoint["genotype"]), data["vocab"]
+    else:
+        genotype = resolve_genotype(spec)
+        space = space_of(genotype)
+        if getattr(space, "data_kind", "image") != "text":
+            return None
+        config = train_preset("ptb-paper", **space.evaluation_sizes)
+        words = VOCAB_SIZES[config.dataset]
+    config = config.replace(layers=layers, channels=channels)
+    words = vocab or words
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        net = build_language_model(genotype, config, words)
+    return {"parameters": parameter_count(net), "genotype": genotype, "config": config,
+            "vocab": words}
