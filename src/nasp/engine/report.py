@@ -331,7 +331,7 @@ class _Report:
                 chosen = "; ".join(f"{labels[e]}: {op}" for e, op in sorted(kept.items()))
                 options = f"{len(kept)} of {len(labels)}: {', '.join(labels)}"
             rows.append([_e(cell), f"<code>{_e(chosen)}</code>", _e(options)])
-        return _table(rows, head=["label", "chosen", "options"])
+        return _table(rows, head=["label", "chosen", "options"], numbers=False)
 
     def _curves(self) -> str:
         if not self.records:
@@ -505,16 +505,17 @@ def _pick(items: Sequence[Any], most: int = 10) -> list[Any]:
 
 
 def _table(rows: Sequence[Sequence[str]], head: Sequence[str] | None = None,
-           header: bool = True, css: str = "") -> str:
+           header: bool = True, css: str = "", numbers: bool = True) -> str:
     """An HTML table; ``rows`` hold HTML (escaped by the caller), the first cell of a row is
-    its heading when ``header`` is False."""
+    its heading when ``header`` is False; with a ``head`` the other cells are numbers
+    (right-aligned) unless ``numbers`` is False."""
     out = [f'<table class="{css}">' if css else "<table>"]
     if head:
         out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
     for row in rows:
         cells = list(row)
         first = f"<th>{_e(cells[0])}</th>" if not header else f"<td>{cells[0]}</td>"
-        rest = "".join(f'<td class="num">{c}</td>' if head else f"<td>{c}</td>"
+        rest = "".join(f'<td class="num">{c}</td>' if head and numbers else f"<td>{c}</td>"
                        for c in cells[1:])
         out.append(f"<tr>{first}{rest}</tr>")
     out.append("</table>")
