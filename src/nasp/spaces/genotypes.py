@@ -36,8 +36,11 @@ def _known() -> dict[str, type[SearchSpace]]:
 
 
 def _space_of_dict(data: Any) -> type[SearchSpace]:
-    """The space whose genotype ``data`` is: the one it names, else the first other than the
-    default that claims its layout, else the default space (whose reader says what is wrong)."""
+    """The space whose genotype ``data`` is: the one it names, else the first registered space
+    other than the default that claims its layout, else the default space if it claims it, else
+    the first model space that claims it (a model's ``arch.json``: a mapping of labels to
+    indices, which a damaged file of a built-in space may look like), else the default space
+    (whose reader says what is wrong)."""
     known = _known()
     if isinstance(data, Mapping) and "space" in data:
         name = data["space"]
@@ -45,11 +48,12 @@ def _space_of_dict(data: Any) -> type[SearchSpace]:
             return known[name]
         raise GenotypeError(f"the genotype names the space {reprlib.repr(name)}, which this nasp "
                             f"does not know (its spaces: {', '.join(known)})")
-    others = [cls for name, cls in known.items() if name != DEFAULT_SPACE]
-    for cls in others:
+    default = SPACES[DEFAULT_SPACE]
+    others = [cls for name, cls in SPACES.items() if name != DEFAULT_SPACE]
+    for cls in [*others, default, *MODEL_SPACES.values()]:
         if cls.claims_genotype_dict(data):
             return cls
-    return SPACES[DEFAULT_SPACE]
+    return default
 
 
 def genotype_from_dict(data: Any) -> Genotype:
