@@ -68,6 +68,7 @@ class _WeightDiagnostics(Diagnostics):
     count names built-in ops and the op correlation hooks the built-in mixed edge."""
 
     def __init__(self, space: SearchSpace, arch: Mapping[str, torch.Tensor]):
+        # no network or batch: the op correlation, which would run them, is not measured
         super().__init__(space, nn.Identity(), torch.zeros(()), arch)
 
     def measure(self, arch: Mapping[str, torch.Tensor], genotype: Any) -> dict[str, Any]:
