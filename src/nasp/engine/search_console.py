@@ -7,6 +7,8 @@ files). ``metrics.jsonl`` is the machine-readable log of the same numbers; the l
   ``train_acc``) of what the strategy trains (:attr:`Strategy.trains_what`);
 - ``child val`` or ``supernet val``: the validation accuracy the strategy's paper reports
   (``val_measure`` names it; ``child_val_acc`` or ``supernet_val_acc``), on the validation half;
+  for a task that measures no accuracy (a user's regression loss), its validation loss
+  (``child_val_loss``, as the task writes it; the summary's best is then the lowest);
 - ``child(BN)``: for a strategy that reports the supernet (DARTS), the derived child with its
   BatchNorm statistics recomputed on training images (``child_bn_val_acc``);
 - ``bench``: the cell's accuracy in the ``--benchmark`` table (``benchmark_acc``);
@@ -44,15 +46,26 @@ def _percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def _val_text(record: Mapping[str, Any], prefix: str, task: Task) -> str:
+    """``prefix``'s validation accuracy, or its loss as ``task`` writes it where the task
+    measured no accuracy but a loss."""
+    acc, loss = record.get(f"{prefix}_val_acc"), record.get(f"{prefix}_val_loss")
+    if acc is None and loss is not None:
+        return task.format({"loss": loss})
+    return _percent(acc)
+
+
 def legend(strategy: Strategy, bench: Benchmark | None, val_images: int,
-           bn_images: int) -> list[str]:
-    """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns."""
+           bn_images: int, measured: str = "accuracy") -> list[str]:
+    """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns;
+    ``measured``: what the validation numbers are."""
     parts = []
     if strategy.trains:
         parts.append(f"train loss, acc: {strategy.trains_what} on the epoch's training batches")
         measure = strategy.val_measure
         what = strategy.trains_what if measure == "supernet" else strategy.child_what
-        parts.append(f"{measure} val: accuracy on the {val_images} validation images of {what}")
+        parts.append(f"{measure} val: {measured} on the {val_images} validation images of "
+                     f"{what}")
         if measure == "supernet":
             parts.append(f"{CHILD_BN}: that of {strategy.child_what}, its BatchNorm statistics "
                          f"recomputed on {bn_images} training images")
@@ -75,9 +88,9 @@ def epoch_line(record: Mapping[str, Any], epochs: int, task: Task, note: str = "
                                              "top1": record["train_acc"]}))
     measure = record.get("val_measure")
     if measure is not None:
-        parts.append(f"{measure} val {_percent(record.get(f'{measure}_val_acc'))}")
-    if record.get("child_bn_val_acc") is not None:
-        parts.append(f"{CHILD_BN} {_percent(record['child_bn_val_acc'])}")
+        parts.append(f"{measure} val {_val_text(record, measure, task)}")
+    if record.get("child_bn_val_acc") is not None or record.get("child_bn_val_loss") is not None:
+        parts.append(f"{CHILD_BN} {_val_text(record, 'child_bn', task)}")
     if "benchmark_acc" in record:
         parts.append(f"bench {_percent(record['benchmark_acc'], 2)}")
     if note:
@@ -132,23 +145,38 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
             input_shape: Sequence[int], num_classes: int, run_dir: Path,
             files: Sequence[str]) -> list[str]:
     """The lines printed at the end of a search: a table of the final and best (epoch)
-    accuracies, the cell, the size of its evaluation network, the run directory's files."""
+    accuracies (validation losses, lowest best, where the task measured no accuracy), the
+    cell, the size of its evaluation network, the run directory's files."""
     seconds = sum(r.get("seconds") or 0.0 for r in history)
     lines = [f"search done: {len(history)} epochs in {format_duration(seconds)}"]
     rows = []
     last = history[-1] if history else {}
     measure = last.get("val_measure")
     keys = []
+
+    def measured(label: str, prefix: str) -> tuple[str, str]:
+        """The accuracy's row, or the loss's where the epochs measured only a loss."""
+        if not any(r.get(f"{prefix}_val_acc") is not None for r in history) and any(
+                r.get(f"{prefix}_val_loss") is not None for r in history):
+            return f"{label} val loss", f"{prefix}_val_loss"
+        return f"{label} val acc", f"{prefix}_val_acc"
+
     if measure is not None:
-        keys.append((f"{measure} val acc", f"{measure}_val_acc"))
-    if any(r.get("child_bn_val_acc") is not None for r in history):
-        keys.append((f"{CHILD_BN} val acc", "child_bn_val_acc"))
+        keys.append(measured(measure, measure))
+    if any(r.get("child_bn_val_acc") is not None or r.get("child_bn_val_loss") is not None
+           for r in history):
+        keys.append(measured(CHILD_BN, "child_bn"))
     if bench is not None:
         keys.append((f"benchmark {bench.column}", "benchmark_acc"))
     for label, key in keys:
         values = [(r[key], r["epoch"]) for r in history if r.get(key) is not None]
         if not values:
             rows.append((label, "-", "-"))
+            continue
+        if key.endswith("_loss"):  # the lowest is the best
+            best, epoch = min(values, key=lambda v: (v[0], v[1]))
+            final = "-" if last.get(key) is None else f"{last[key]:.4g}"
+            rows.append((label, final, f"{best:.4g} (epoch {epoch})"))
             continue
         digits = 2 if key == "benchmark_acc" else 1
         best, epoch = max(values, key=lambda v: (v[0], -v[1]))
@@ -164,8 +192,9 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
     lines.append(f"  cell: {genotype.compact()}")
     if size is not None:
         shape = "x".join(str(int(s)) for s in input_shape)
-        lines.append(f"  evaluation network ({size['sizes']}, {shape} images, {num_classes} "
-                     f"classes): {count_text(size['parameters'])} parameters, "
+        data = f"{shape} images, {num_classes} classes" if num_classes else f"inputs of {shape}"
+        lines.append(f"  evaluation network ({size['sizes']}, {data}): "
+                     f"{count_text(size['parameters'])} parameters, "
                      f"{count_text(size['flops'])} FLOPs")
     lines += textwrap.wrap(f"files in {run_dir}: {', '.join(files)}", WIDTH,
                            initial_indent="  ", subsequent_indent="    ",
