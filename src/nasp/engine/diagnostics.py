@@ -186,18 +186,23 @@ class Diagnostics:
 
     def measure(self, arch: ArchTensors, genotype: Genotype) -> dict[str, Any]:
         """All four measurements for the current architecture and genotype."""
+        return {
+            "param_free": param_free_count(self.space, genotype),
+            **self.measure_weights(arch),
+            "op_correlation": op_correlation(self.net, self.batch, self.space.arch_shapes()),
+        }
+
+    def measure_weights(self, arch: ArchTensors) -> dict[str, Any]:
+        """The measurements of the architecture weights alone (``entropy``,
+        ``changed_edges``): those of any space, a user's model's included."""
         selection = arch_selection(self.space, arch)
         changed = changed_edges(self.previous, selection)
         self.previous = selection
         entropy = edge_entropy(arch)
         every = [h for hs in entropy.values() for h in hs]
-        return {
-            "param_free": param_free_count(self.space, genotype),
-            "entropy": {**{t: sum(hs) / len(hs) for t, hs in entropy.items()},
-                        "mean": sum(every) / len(every), "per_edge": entropy},
-            "changed_edges": changed,
-            "op_correlation": op_correlation(self.net, self.batch, self.space.arch_shapes()),
-        }
+        return {"entropy": {**{t: sum(hs) / len(hs) for t, hs in entropy.items()},
+                            "mean": sum(every) / len(every), "per_edge": entropy},
+                "changed_edges": changed}
 
 
 def format_diagnostics(d: Mapping[str, Any]) -> str:

@@ -13,11 +13,16 @@ checkpoints, exact resume, ``metrics.jsonl``) with three things of its own:
 - task: cross-entropy classification, or the user's ``loss_fn``
   (:class:`~nasp.tasks.loss_function.LossFunctionTask`);
 - output: ``arch.json``, the plain mapping ``{label: choice}`` (also ``genotype.json``,
-  ``arch.pt``, ``genotypes.json`` as any search), the curves and timing pictures (there is no
-  cell to draw), no collapse diagnostics (they speak of the built-in op sets).
+  ``arch.pt``, ``genotypes.json`` as any search), the pictures and ``report.html`` of any search
+  (:func:`~nasp.engine.pictures.write_pictures`; there is no cell to draw: the report shows the
+  chosen option per label as a table); of the collapse diagnostics those of the architecture
+  weights (entropy, changed choices: the others speak of the built-in op sets).
 
 ``config.yaml`` holds the run's options; its ``space``, ``primitives``, ``dataset``, ``layers``,
-``channels``, ``subset`` and ``cutout`` do not apply (``searched.json`` says what was searched).
+``channels``, ``subset`` and ``cutout`` do not apply. ``searched.json`` says what was searched:
+the space's layout (:meth:`describe`: per label its kind, options and their names), from which
+``nasp plot`` and ``nasp report`` rebuild the space without the model
+(:func:`nasp.spaces.described_space`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ import torch
 from torch import nn
 
 from nasp.config import SearchConfig
+from nasp.core.measure import flop_count, parameter_count
 from nasp.data.tensors import TensorBatches, TensorData, as_tensor_data
-from nasp.engine.pictures import plot_curves, plot_timing
+from nasp.engine.diagnostics import Diagnostics
+from nasp.engine.pictures import write_pictures
+from nasp.engine.report import write_report
 from nasp.engine.reproducibility import resumed_config, use_deterministic_modules
 from nasp.engine.search import (
     BATCHNORM_IMAGES,
@@ -42,10 +50,9 @@ from nasp.engine.search import (
     read_search_checkpoint,
 )
 from nasp.engine.search import search as search_config
-from nasp.engine.search_console import cell_line, epoch_line, legend, summary
+from nasp.engine.search_console import legend, summary
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.errors import DatasetError
-from nasp.runtime.extras import MissingExtraError
 from nasp.runtime.runs import RunDir, default_run_dir
 from nasp.spaces import SearchSpace, model_space
 from nasp.strategies import build_strategy
@@ -55,13 +62,17 @@ from nasp.tasks.loss_function import LossFunctionTask
 __all__ = ["search", "search_model"]
 
 
-class _NoDiagnostics:
-    """The collapse diagnostics a user's model has none of (they count built-in op kinds)."""
+class _WeightDiagnostics(Diagnostics):
+    """The collapse diagnostics that apply to a model's choices: the entropy of every label's
+    weights and the choices changed (:meth:`Diagnostics.measure_weights`); the parameter-free
+    count names built-in ops and the op correlation hooks the built-in mixed edge."""
 
-    previous: dict[str, tuple[int, ...]] = {}
+    def __init__(self, space: SearchSpace, arch: Mapping[str, torch.Tensor]):
+        # no network or batch: the op correlation, which would run them, is not measured
+        super().__init__(space, nn.Identity(), torch.zeros(()), arch)
 
-    def measure(self, arch: Any, genotype: Any) -> None:
-        return None
+    def measure(self, arch: Mapping[str, torch.Tensor], genotype: Any) -> dict[str, Any]:
+        return self.measure_weights(arch)
 
 
 class _ModelSearchSession(_SearchSession):
@@ -87,7 +98,7 @@ class _ModelSearchSession(_SearchSession):
                                         generator=self.generator).forever()
         self.eval_batches = TensorBatches(val, 2 * size, device=device, shuffle=False)
         self.strategy.set_evaluator(self._evaluate)
-        self.diagnostics = _NoDiagnostics()
+        self.diagnostics = _WeightDiagnostics(space, self.strategy.arch)
         self.lr = 0.0
         self.batchnorm_batches = None if self.strategy.val_measure != "supernet" else \
             TensorBatches(train.take(slice(0, BATCHNORM_IMAGES)), size, device=device,
@@ -115,8 +126,7 @@ class _ModelSearchSession(_SearchSession):
         super().load_state_dict(checkpoint)
 
     def write_inputs(self, run: RunDir) -> None:
-        searched = {"space": self.space.name,
-                    "labels": {t: list(names) for t, names in self.space.primitives.items()},
+        searched = {**self.space.describe(),
                     "train_samples": len(self.data), "val_samples": len(self.val_data),
                     "note": "config.yaml's space, primitives, dataset, data_dir, layers, "
                             "channels, subset and cutout do not apply to this run"}
@@ -127,7 +137,9 @@ class _ModelSearchSession(_SearchSession):
                    f" choice labels: {', '.join(self.space.cell_types)}; {len(self.data)} + "
                    f"{len(self.val_data)} samples) on {self.device}; run directory {run.path}")
         bn = 0 if self.batchnorm_batches is None else len(self.batchnorm_batches.dataset)
-        for line in legend(self.strategy, None, len(self.val_data), bn):
+        measured = "accuracy (the loss where loss_fn's output is not class scores)" \
+            if isinstance(self.task, LossFunctionTask) else "accuracy"
+        for line in legend(self.strategy, None, len(self.val_data), bn, measured):
             output.say(line)
 
     def end_epoch(self, clock: EpochClock, steps: int) -> dict[str, Any]:
@@ -135,19 +147,6 @@ class _ModelSearchSession(_SearchSession):
         if record.get("child_val_loss") is not None and record.get("child_val_acc") is None:
             record["train_acc"] = None  # a loss without accuracies (a regression)
         return record
-
-    def report_epoch(self, record: dict[str, Any], log: Callable[[str], None]) -> None:
-        """The search's epoch line; for a loss without accuracies, the validation loss."""
-        if record.get("child_val_loss") is None or record.get("child_val_acc") is not None:
-            super().report_epoch(record, log)
-            return
-        measure = record["val_measure"]
-        line = epoch_line({**record, "val_measure": None}, self.config.epochs, self.task,
-                          self.strategy.epoch_summary(), self.time_left())
-        log(f"{line}  {measure} val loss {record[f'{measure}_val_loss']:.4g}")
-        if record["cell_changed_edges"] or not self.cell_shown:
-            log(cell_line(self.space.genotype_type.from_dict(record["genotype"])))
-            self.cell_shown = True
 
     def finish(self, run: RunDir, output: Output) -> SearchResult:
         genotype = self.strategy.genotype()
@@ -157,20 +156,23 @@ class _ModelSearchSession(_SearchSession):
         cells = self._cells()
         if cells:
             run.write_text("genotypes.json", json.dumps(cells, indent=2) + "\n")
-        if output.plots and self.history:
-            try:
-                pictures = [plot_curves(self.history, run.path / "curves.png",
-                                        f"search: {run.path.name}"),
-                            plot_timing(self.history, run.path / "timing.png")]
-                output.say(f"pictures: {', '.join(p.name for p in pictures)}")
-            except MissingExtraError as err:
-                output.say(f"no pictures: {err}")
+        if output.plots:
+            write_pictures(run.path, output.say)
+            write_report(run.path, output.say)
+        shape = tuple(self.data.images.shape[1:])
+        size = {}
+        try:  # as the built-in spaces' evaluation network: the network nasp.fix gives
+            net = self.space.build_evaluation_network(genotype)
+            size = {"parameters": parameter_count(net), "flops": flop_count(net, shape),
+                    "sizes": self.space.describe_sizes(0, 0)}
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+            output.log(f"the architecture's network was not counted: {err}")
         files = sorted(p.name for p in run.path.iterdir() if p.is_file())
-        lines = summary(self.history, genotype, None, None, (), 0, run.path, files)
+        lines = summary(self.history, genotype, None, size or None, shape, 0, run.path, files)
         for line in lines[:-1]:
             output.log(line)
         output.log("  next: nasp.fix(model, arch) gives the plain network of the architecture")
-        return SearchResult(genotype, run.path, list(self.history), self.strategy, {})
+        return SearchResult(genotype, run.path, list(self.history), self.strategy, size)
 
 
 def search_model(model: nn.Module, train_data: Any, val_data: Any, strategy: str = "nasp", *,

@@ -66,6 +66,7 @@ from nasp.spaces import (
     Genotype,
     SearchSpace,
     build_space,
+    described_space,
     genotype_from_dict,
     load_genotype,
     space_of,
@@ -73,7 +74,7 @@ from nasp.spaces import (
 
 __all__ = [
     "cell_dot", "draw_cell", "plot_curves", "plot_run", "plot_timing", "read_records",
-    "run_genotype", "run_kind", "write_pictures",
+    "run_genotype", "run_kind", "search_space", "write_pictures",
 ]
 
 
@@ -230,10 +231,10 @@ def plot_run(run_dir: str | os.PathLike, use_dot: bool | None = None) -> list[Pa
     if numeric_keys(records, lambda k: k == "seconds"):
         written.append(plot_timing(records, run / "timing.png"))
     searched = [r for r in records if isinstance(r.get("genotype"), Mapping)]
-    space = _search_space(run)
+    space = search_space(run)
     if searched:
         written.append(plot_genotype_evolution(searched, run / "genotype_evolution.png",
-                                               space[0].primitives if space else None))
+                                               space[0] if space else None))
     written += _search_weights(run, records, space)
     if searched and diagnostic_panels(searched):
         written.append(plot_diagnostics(searched, run / "diagnostics.png"))
@@ -252,10 +253,12 @@ def _config_value(run: Path, key: str) -> Any:
     return data.get(key) if isinstance(data, dict) else None
 
 
-def _search_space(run: Path) -> tuple[SearchSpace, bool] | None:
-    """The space a search run searched (from its config.yaml) and whether its strategy's
-    weights are read through a softmax (DARTS) or as they are (NASP); None for a train run or
-    a space or op set this version does not know."""
+def search_space(run: Path) -> tuple[SearchSpace, bool] | None:
+    """The space a search run searched and whether its strategy's weights are read through a
+    softmax (DARTS) or as they are (NASP); None for a train run or a space or op set this
+    version does not know. The space is the one ``searched.json`` describes where the run wrote
+    one (a search of a user's model, whose space config.yaml cannot name), else config.yaml's.
+    """
     if not (run / "config.yaml").is_file():
         return None
     try:
@@ -263,6 +266,12 @@ def _search_space(run: Path) -> tuple[SearchSpace, bool] | None:
     except ConfigError:
         return None  # a train run's config
     try:
+        searched = json.loads((run / "searched.json").read_text())
+    except (OSError, ValueError):
+        searched = None
+    try:
+        if isinstance(searched, Mapping) and "space" in searched:
+            return described_space(searched), config.strategy != "nasp"
         return build_space(config.space, config.primitives), config.strategy != "nasp"
     except ValueError:
         return None

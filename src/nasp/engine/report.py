@@ -7,7 +7,8 @@ writes it again, also for a run made by an older version. Its sections:
 - the command (``environment.json``: the start and every resume) and ``config.yaml``;
 - the cell, drawn by its space (the pictures of :meth:`SearchSpace.picture_cells
   <nasp.spaces.base.SearchSpace.picture_cells>`), with its text and the other readings of a
-  search's cell (``genotypes.json``);
+  search's cell (``genotypes.json``); a space with no cell to draw (a user's model) gets a table
+  of what the architecture keeps per cell type (per label), with the options;
 - the learning curves and the last epoch's values;
 - search runs: the architecture weights over time, the benchmark accuracy of every epoch's cell
   (where ``--benchmark`` gave a table) and the collapse diagnostics over time;
@@ -37,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from nasp.engine.pictures import plot_run, read_records, run_genotype
+from nasp.engine.pictures import plot_run, read_records, run_genotype, search_space
 from nasp.engine.plotting import format_duration, number
 from nasp.engine.search_pictures import diagnostic_panels, weight_label
 from nasp.errors import GenotypeError, MissingExtraError, RunDirError
@@ -159,6 +160,9 @@ class _Report:
         self.records = read_records(run)
         self.config_text = _text(run / "config.yaml")
         self.config = _read_yaml(run / "config.yaml")
+        # what a search whose space config.yaml cannot name searched (nasp.search on a model)
+        searched = _read_json(run / "searched.json")
+        self.searched = searched if isinstance(searched, Mapping) else {}
         events = _read_json(run / "environment.json")
         self.events = [e for e in (events if isinstance(events, list) else [events])
                        if isinstance(e, Mapping)]
@@ -206,7 +210,12 @@ class _Report:
         done = len(self.records)
         planned = c.get("epochs")
         epochs = f"{done} of {planned} epochs" if planned is not None else f"{done} epochs"
-        if self.search:
+        if self.search and self.searched:
+            what = (f"Search with {c.get('strategy', '?')} in the "
+                    f"{self.searched.get('space', '?')} space on "
+                    f"{self.searched.get('train_samples', '?')} training and "
+                    f"{self.searched.get('val_samples', '?')} validation samples")
+        elif self.search:
             what = (f"Search with {c.get('strategy', '?')} in the {c.get('space', 'darts')} "
                     f"space ({c.get('primitives', '?')}) on {c.get('dataset', '?')}")
         else:
@@ -222,12 +231,10 @@ class _Report:
             rows.append(("cell", _compact(self.genotype)))
         if self.search:
             if last.get("val_measure") == "supernet":  # DARTS: what its paper reports
-                rows += [("supernet validation accuracy (last epoch)",
-                          _pct(last.get("supernet_val_acc"))),
-                         ("child accuracy, BatchNorm recomputed (last epoch)",
-                          _pct(last.get("child_bn_val_acc")))]
+                rows += [self._measured("supernet validation", "", "supernet", last),
+                         self._measured("child", ", BatchNorm recomputed", "child_bn", last)]
             else:
-                rows += [("child accuracy (last epoch)", _pct(last.get("child_val_acc")))]
+                rows += [self._measured("child", "", "child", last)]
             if any(isinstance(r.get("benchmark_acc"), (int, float)) for r in self.records):
                 rows.append(("benchmark accuracy (last epoch)", _pct(last.get("benchmark_acc"))))
         else:
@@ -248,6 +255,15 @@ class _Report:
             rows.append(("started", _e(self.events[0].get("time", "?"))))
         return _table(rows, header=False, css="facts")
 
+    def _measured(self, what: str, note: str, prefix: str, last: Mapping[str, Any]
+                  ) -> tuple[str, str]:
+        """The last epoch's validation accuracy of ``prefix``, or its validation loss where
+        the task measured no accuracy (a user's regression loss)."""
+        if not any(r.get(f"{prefix}_val_acc") is not None for r in self.records) and any(
+                r.get(f"{prefix}_val_loss") is not None for r in self.records):
+            return f"{what} loss{note} (last epoch)", _num(last.get(f"{prefix}_val_loss"))
+        return f"{what} accuracy{note} (last epoch)", _pct(last.get(f"{prefix}_val_acc"))
+
     # -- sections ---------------------------------------------------------------------------
 
     def _command(self) -> str:
@@ -257,7 +273,10 @@ class _Report:
             label = f"{event.get('event', 'start')} at {event.get('time', '?')}"
             text = _command_line(command) if command else "(not recorded)"
             parts.append(f"<h3>{_e(label)}</h3><pre>{_e(text)}</pre>")
-        if self.search and self.config_text:
+        if self.searched:
+            parts.append("<h3>searched.json: what was searched</h3>"
+                         f"<pre>{_e(json.dumps(self.searched, indent=2))}</pre>")
+        elif self.search and self.config_text:
             parts.append(f'<p>The same search again: <code>nasp search --config '
                          f'{_e(shlex.quote(str(self.run / "config.yaml")))} --out '
                          f'NEW_DIR</code></p>')
@@ -277,7 +296,9 @@ class _Report:
             image = self._picture(f"{stem}.png", f"the {cell} cell")
             shown = shown or image.startswith("<figure")
             parts.append(image)
-        if not shown:
+        if not space.picture_cells(self.genotype):
+            parts.append(self._choices())
+        elif not shown:
             sources = "".join(f"<pre>{_e(space.cell_dot(self.genotype, cell))}</pre>"
                               for cell in space.picture_cells(self.genotype))
             parts.append(f"<details><summary>graphviz source of the cell</summary>{sources}"
@@ -295,6 +316,22 @@ class _Report:
             parts.append("<h3>The cell read in other ways (genotypes.json)</h3>"
                          + _table(rows, header=False))
         return "\n".join(parts)
+
+    def _choices(self) -> str:
+        """What the architecture keeps per cell type (a model's label), for a space with no
+        cell to draw: the space of the run (``searched.json``) names the options."""
+        searched = search_space(self.run)
+        space = searched[0] if searched is not None else space_of(self.genotype)
+        rows = []
+        for cell, (labels, kept) in space.genotype_edges(self.genotype).items():
+            if len(labels) == 1:
+                chosen = ", ".join(kept.values()) or "(none)"
+                options = ", ".join(space.primitives.get(cell, ()))
+            else:
+                chosen = "; ".join(f"{labels[e]}: {op}" for e, op in sorted(kept.items()))
+                options = f"{len(kept)} of {len(labels)}: {', '.join(labels)}"
+            rows.append([_e(cell), f"<code>{_e(chosen)}</code>", _e(options)])
+        return _table(rows, head=["label", "chosen", "options"], numbers=False)
 
     def _curves(self) -> str:
         if not self.records:
@@ -468,16 +505,17 @@ def _pick(items: Sequence[Any], most: int = 10) -> list[Any]:
 
 
 def _table(rows: Sequence[Sequence[str]], head: Sequence[str] | None = None,
-           header: bool = True, css: str = "") -> str:
+           header: bool = True, css: str = "", numbers: bool = True) -> str:
     """An HTML table; ``rows`` hold HTML (escaped by the caller), the first cell of a row is
-    its heading when ``header`` is False."""
+    its heading when ``header`` is False; with a ``head`` the other cells are numbers
+    (right-aligned) unless ``numbers`` is False."""
     out = [f'<table class="{css}">' if css else "<table>"]
     if head:
         out.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
     for row in rows:
         cells = list(row)
         first = f"<th>{_e(cells[0])}</th>" if not header else f"<td>{cells[0]}</td>"
-        rest = "".join(f'<td class="num">{c}</td>' if head else f"<td>{c}</td>"
+        rest = "".join(f'<td class="num">{c}</td>' if head and numbers else f"<td>{c}</td>"
                        for c in cells[1:])
         out.append(f"<tr>{first}{rest}</tr>")
     out.append("</table>")

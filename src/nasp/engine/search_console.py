@@ -7,6 +7,8 @@ files). ``metrics.jsonl`` is the machine-readable log of the same numbers; the l
   ``train_acc``) of what the strategy trains (:attr:`Strategy.trains_what`);
 - ``child val`` or ``supernet val``: the validation accuracy the strategy's paper reports
   (``val_measure`` names it; ``child_val_acc`` or ``supernet_val_acc``), on the validation half;
+  for a task that measures no accuracy (a user's regression loss), its validation loss
+  (``child_val_loss``, as the task writes it; the summary's best is then the lowest);
 - ``child(BN)``: for a strategy that reports the supernet (DARTS), the derived child with its
   BatchNorm statistics recomputed on training images (``child_bn_val_acc``);
 - ``bench``: the cell's accuracy in the ``--benchmark`` table (``benchmark_acc``);
@@ -44,19 +46,31 @@ def _percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def _val_text(record: Mapping[str, Any], prefix: str, task: Task) -> str:
+    """``prefix``'s validation value of ``task``'s headline metric (accuracy, perplexity), or
+    its loss as ``task`` writes it where the task measured no such value but a loss."""
+    value, loss = (record.get(f"{prefix}_val_{task.headline}"),
+                   record.get(f"{prefix}_val_loss"))
+    if value is None and loss is not None:
+        return task.format({"loss": loss})
+    return task.show(value)
+
+
 def legend(strategy: Strategy, bench: Benchmark | None, val_images: int,
-           bn_images: int, task: Task | None = None) -> list[str]:
-    """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns; the words
-    of the metrics and of the items evaluated (images, tokens) are ``task``'s (default: a
-    classification)."""
+           bn_images: int, measured: str | None = None, task: Task | None = None) -> list[str]:
+    """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns;
+    ``measured``: what the validation numbers are (default: ``task``'s headline metric in
+    words, accuracy or perplexity); the words of the train part and of the items evaluated
+    (images, tokens) are ``task``'s (default: a classification)."""
     task = task or ClassificationTask()
+    measured = measured or task.headline_words
     parts = []
     if strategy.trains:
         parts.append(f"train {task.train_words}: {strategy.trains_what} on the epoch's training "
                      f"batches")
         measure = strategy.val_measure
         what = strategy.trains_what if measure == "supernet" else strategy.child_what
-        parts.append(f"{measure} val: {task.headline_words} on the {val_images} validation "
+        parts.append(f"{measure} val: {measured} on the {val_images} validation "
                      f"{task.items} of {what}")
         if measure == "supernet":
             parts.append(f"{CHILD_BN}: that of {strategy.child_what}, its BatchNorm statistics "
@@ -80,9 +94,10 @@ def epoch_line(record: Mapping[str, Any], epochs: int, task: Task, note: str = "
                                              "top1": record["train_acc"]}))
     measure, key = record.get("val_measure"), task.headline  # key: acc, ppl
     if measure is not None:
-        parts.append(f"{measure} val {task.show(record.get(f'{measure}_val_{key}'))}")
-    if record.get(f"child_bn_val_{key}") is not None:
-        parts.append(f"{CHILD_BN} {task.show(record[f'child_bn_val_{key}'])}")
+        parts.append(f"{measure} val {_val_text(record, measure, task)}")
+    if (record.get(f"child_bn_val_{key}") is not None
+            or record.get("child_bn_val_loss") is not None):
+        parts.append(f"{CHILD_BN} {_val_text(record, 'child_bn', task)}")
     if "benchmark_acc" in record:
         parts.append(f"bench {_percent(record['benchmark_acc'], 2)}")
     if note:
@@ -138,36 +153,51 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
             files: Sequence[str], task: Task | None = None) -> list[str]:
     """The lines printed at the end of a search: a table of the final and best (epoch)
     accuracies (``task``'s headline metric: perplexities of a language model, the lowest
-    best), the cell, the size of its evaluation network, the run directory's files. An empty
-    ``input_shape`` is a language model's: ``num_classes`` is its vocabulary."""
+    best; validation losses, lowest best, where the task measured no accuracy), the cell, the
+    size of its evaluation network, the run directory's files. An empty ``input_shape`` is a
+    language model's: ``num_classes`` is its vocabulary."""
     task = task or ClassificationTask()
-    key = words = task.headline  # acc, ppl
+    key = task.headline  # acc, ppl
     seconds = sum(r.get("seconds") or 0.0 for r in history)
     lines = [f"search done: {len(history)} epochs in {format_duration(seconds)}"]
     rows = []
     last = history[-1] if history else {}
     measure = last.get("val_measure")
     keys = []
+
+    def measured(label: str, prefix: str) -> tuple[str, str]:
+        """The headline metric's row, or the loss's where the epochs measured only a loss."""
+        if not any(r.get(f"{prefix}_val_{key}") is not None for r in history) and any(
+                r.get(f"{prefix}_val_loss") is not None for r in history):
+            return f"{label} val loss", f"{prefix}_val_loss"
+        return f"{label} val {key}", f"{prefix}_val_{key}"
+
     if measure is not None:
-        keys.append((f"{measure} val {words}", f"{measure}_val_{key}"))
-    if any(r.get(f"child_bn_val_{key}") is not None for r in history):
-        keys.append((f"{CHILD_BN} val {words}", f"child_bn_val_{key}"))
+        keys.append(measured(measure, measure))
+    if any(r.get(f"child_bn_val_{key}") is not None or r.get("child_bn_val_loss") is not None
+           for r in history):
+        keys.append(measured(CHILD_BN, "child_bn"))
     if bench is not None:
         keys.append((f"benchmark {bench.column}", "benchmark_acc"))
-    for label, key in keys:
-        values = [(r[key], r["epoch"]) for r in history if r.get(key) is not None]
+    for label, name in keys:
+        values = [(r[name], r["epoch"]) for r in history if r.get(name) is not None]
         if not values:
             rows.append((label, "-", "-"))
             continue
-        if key == "benchmark_acc":
+        if name.endswith("_loss"):  # the lowest is the best
+            best, epoch = min(values, key=lambda v: (v[0], v[1]))
+            final = "-" if last.get(name) is None else f"{last[name]:.4g}"
+            rows.append((label, final, f"{best:.4g} (epoch {epoch})"))
+            continue
+        if name == "benchmark_acc":
             best, epoch = max(values, key=lambda v: (v[0], -v[1]))
-            final, best_text = _percent(last.get(key), 2), _percent(best, 2)
+            final, best_text = _percent(last.get(name), 2), _percent(best, 2)
             if last.get("benchmark_percentile") is not None:
                 final += f" (percentile {last['benchmark_percentile']:.1f})"
         else:
             sign = 1 if task.higher_is_better else -1
             best, epoch = max(values, key=lambda v: (sign * v[0], -v[1]))
-            final, best_text = task.show(last.get(key)), task.show(best)
+            final, best_text = task.show(last.get(name)), task.show(best)
         rows.append((label, final, f"{best_text} (epoch {epoch})"))
     if rows:
         rows.insert(0, ("", "final", "best"))
@@ -180,8 +210,9 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
                      f"{count_text(size['parameters'])} parameters")
     elif size is not None:
         shape = "x".join(str(int(s)) for s in input_shape)
-        lines.append(f"  evaluation network ({size['sizes']}, {shape} images, {num_classes} "
-                     f"classes): {count_text(size['parameters'])} parameters, "
+        data = f"{shape} images, {num_classes} classes" if num_classes else f"inputs of {shape}"
+        lines.append(f"  evaluation network ({size['sizes']}, {data}): "
+                     f"{count_text(size['parameters'])} parameters, "
                      f"{count_text(size['flops'])} FLOPs")
     lines += textwrap.wrap(f"files in {run_dir}: {', '.join(files)}", WIDTH,
                            initial_indent="  ", subsequent_indent="    ",

@@ -41,12 +41,13 @@ __all__ = [
 
 @styled
 def plot_genotype_evolution(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
-                            primitives: Mapping[str, Sequence[str]] | None = None) -> Path:
+                            space: SearchSpace | None = None) -> Path:
     """The derived cells after every epoch: per cell type, one row per edge, one column per
-    epoch, coloured by the op the edge holds (blank: edge not kept). With the space's
-    ``primitives`` an op has the colour it has in :func:`plot_arch_evolution`; without, the
+    epoch, coloured by the op the edge holds (blank: edge not kept). With the searched
+    ``space`` an op has the colour it has in :func:`plot_arch_evolution`; without, the
     colours follow the sorted names of the ops seen, the same in every cell type."""
-    edges = [_kept_edges(genotype_from_dict(r["genotype"])) for r in records]
+    primitives = space.primitives if space is not None else None
+    edges = [_kept_edges(genotype_from_dict(r["genotype"]), space) for r in records]
     cells = list(edges[0])
     epochs = epochs_of(records)
     seen = sorted({op for g in edges for cell in cells for op in g[cell][1].values()})
@@ -78,10 +79,12 @@ def plot_genotype_evolution(records: Sequence[Mapping[str, Any]], path: str | os
     return save(fig, path)
 
 
-def _kept_edges(genotype: Genotype) -> dict[str, tuple[list[str], dict[int, str]]]:
+def _kept_edges(genotype: Genotype, space: SearchSpace | None = None
+                ) -> dict[str, tuple[list[str], dict[int, str]]]:
     """Per cell type: the labels of all edges and ``{edge index: op}`` of the kept ones
-    (:meth:`~nasp.spaces.base.SearchSpace.genotype_edges`)."""
-    return space_of(genotype).genotype_edges(genotype)
+    (:meth:`~nasp.spaces.base.SearchSpace.genotype_edges` of the searched ``space``, else of
+    the genotype's: a model's space names its options only where it knows the model's)."""
+    return (space if space is not None else space_of(genotype)).genotype_edges(genotype)
 
 
 def _weights(matrix: Any, softmax: bool) -> torch.Tensor:
@@ -114,7 +117,7 @@ def _kept_ops(genotype: Genotype | None, space: SearchSpace) -> dict[str, dict[i
     or when it does not fit ``space``'s op set)."""
     if genotype is None:
         return {cell: {} for cell in space.primitives}
-    kept = _kept_edges(genotype)
+    kept = _kept_edges(genotype, space)
     out: dict[str, dict[int, int]] = {}
     for cell, names in space.primitives.items():
         ops = kept.get(cell, ([], {}))[1]
@@ -166,8 +169,8 @@ def plot_arch_evolution(records: Sequence[Mapping[str, Any]], space: SearchSpace
     cells = list(primitives)
     series = {cell: torch.stack([relative_weights(r["arch"][cell], softmax) for r in records])
               for cell in cells}  # epochs x edges x ops
-    edges = {cell: [tuple(map(int, label.split("<-"))) for label in space.edge_labels(cell)]
-             for cell in cells}
+    labels = {cell: space.edge_labels(cell) for cell in cells}
+    edges = {cell: _edge_grid(labels[cell]) for cell in cells}
     kept = _kept_ops(genotype, space)
     shape = {cell: (max(n for n, _ in edges[cell]) - min(n for n, _ in edges[cell]) + 1,
                     max(j for _, j in edges[cell]) + 1) for cell in cells}
@@ -191,7 +194,7 @@ def plot_arch_evolution(records: Sequence[Mapping[str, Any]], space: SearchSpace
                         marker=marker(epochs), markersize=3, label=name)
             ax.axhline(0.0, color="0.5", lw=0.6, zorder=0)
             dropped = bool(kept[cell]) and e not in kept[cell]
-            ax.set_title(f"{node}<-{j}" + (" (dropped)" if dropped else ""),
+            ax.set_title(labels[cell][e] + (" (dropped)" if dropped else ""),
                          color="0.45" if dropped else "black")
             epoch_axis(ax, label=node - first == rows - 1)
             ax.label_outer()
@@ -201,11 +204,21 @@ def plot_arch_evolution(records: Sequence[Mapping[str, Any]], space: SearchSpace
         block.suptitle(f"{cell} cell" + (" (thick: the op kept at the end)" if kept[cell]
                                           else ""))
         block.supylabel(weight_label(softmax))
-        if block is blocks[0]:
+        if block is blocks[0] or primitives[cell] != primitives[cells[0]]:
             handles = [line(f"C{k % 10}", name) for k, name in enumerate(primitives[cell])]
             block.legend(handles=handles, loc="upper right",
                          ncols=2 if len(handles) > 5 else 1, title="op")
     return save(fig, path)
+
+
+def _edge_grid(labels: Sequence[str]) -> list[tuple[int, int]]:
+    """Where each row's panel goes: ``(node, input)`` of a ``node<-input`` label (a cell's
+    edges, a row of panels per node); rows labelled otherwise (a model's choices) side by
+    side in one row."""
+    try:
+        return [(int(node), int(j)) for node, j in (label.split("<-") for label in labels)]
+    except ValueError:
+        return [(0, e) for e in range(len(labels))]
 
 
 #: Titles of the collapse diagnostics' panels (:mod:`nasp.engine.diagnostics`); other keys are

@@ -164,7 +164,7 @@ class TextSearchSession(_SearchSession):
                    f"{self.device}; run directory {run.path}")
         bn = 0 if self.batchnorm_batches is None else sum(
             y.numel() for _, y in self.batchnorm_batches.pairs)
-        for line in legend(self.strategy, self.bench, self.eval_tokens, bn, self.task):
+        for line in legend(self.strategy, self.bench, self.eval_tokens, bn, task=self.task):
             output.say(line)
 
     def begin_epoch(self) -> int:

@@ -30,10 +30,12 @@ from nasp.spaces.genotypes import (
 from nasp.spaces.nb201.space import NB201ChildNetwork, NB201Space, NB201Supernet
 from nasp.spaces.registry import (
     DEFAULT_SPACE,
+    MODEL_SPACES,
     PRIMITIVE_SETS,
     SPACES,
     benchmark_help,
     build_space,
+    described_space,
     primitive_sets_help,
     primitives_help,
     space_help,
@@ -52,6 +54,7 @@ def model_space(model, example=None) -> SearchSpace:
 __all__ = [
     "DEFAULT_SPACE",
     "GENOTYPE_FILE",
+    "MODEL_SPACES",
     "PRIMITIVE_SETS",
     "SPACES",
     "ArchTensors",
@@ -75,6 +78,7 @@ __all__ = [
     "benchmark_record",
     "build_space",
     "builtin_genotypes",
+    "described_space",
     "genotype_from_dict",
     "is_genotype",
     "load_genotype",

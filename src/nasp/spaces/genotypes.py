@@ -4,7 +4,10 @@ Every genotype names its space (``"space"`` in its dict and ``genotype.json``); 
 before they did are recognised by their layout (:meth:`SearchSpace.claims_genotype_dict
 <nasp.spaces.base.SearchSpace.claims_genotype_dict>`, the default space taking whatever no other
 space claims), so they still load. Each registered space is asked in turn: nothing here knows a
-particular space.
+particular space. The spaces built from a user's model (:data:`MODEL_SPACES
+<nasp.spaces.registry.MODEL_SPACES>`) are asked too, after the registered ones: their
+genotypes (``genotype.json`` and ``arch.json`` of ``nasp.search(model, ...)``) are read here as
+well, though they are not searched by name.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from nasp.errors import GenotypeError
 from nasp.spaces.base import Genotype, SearchSpace
-from nasp.spaces.registry import DEFAULT_SPACE, SPACES
+from nasp.spaces.registry import DEFAULT_SPACE, MODEL_SPACES, SPACES
 
 __all__ = ["GENOTYPE_FILE", "builtin_genotypes", "genotype_from_dict", "is_genotype",
            "load_genotype", "resolve_genotype"]
@@ -27,20 +30,30 @@ __all__ = ["GENOTYPE_FILE", "builtin_genotypes", "genotype_from_dict", "is_genot
 GENOTYPE_FILE = "genotype.json"
 
 
+def _known() -> dict[str, type[SearchSpace]]:
+    """Every space whose genotypes are read: the registered ones, then the model spaces."""
+    return {**SPACES, **MODEL_SPACES}
+
+
 def _space_of_dict(data: Any) -> type[SearchSpace]:
-    """The space whose genotype ``data`` is: the one it names, else the first other than the
-    default that claims its layout, else the default space (whose reader says what is wrong)."""
+    """The space whose genotype ``data`` is: the one it names, else the first registered space
+    other than the default that claims its layout, else the default space if it claims it, else
+    the first model space that claims it (a model's ``arch.json``: a mapping of labels to
+    indices, which a damaged file of a built-in space may look like), else the default space
+    (whose reader says what is wrong)."""
+    known = _known()
     if isinstance(data, Mapping) and "space" in data:
         name = data["space"]
-        if isinstance(name, str) and name in SPACES:
-            return SPACES[name]
+        if isinstance(name, str) and name in known:
+            return known[name]
         raise GenotypeError(f"the genotype names the space {reprlib.repr(name)}, which this nasp "
-                            f"does not know (its spaces: {', '.join(SPACES)})")
+                            f"does not know (its spaces: {', '.join(known)})")
+    default = SPACES[DEFAULT_SPACE]
     others = [cls for name, cls in SPACES.items() if name != DEFAULT_SPACE]
-    for cls in others:
+    for cls in [*others, default, *MODEL_SPACES.values()]:
         if cls.claims_genotype_dict(data):
             return cls
-    return SPACES[DEFAULT_SPACE]
+    return default
 
 
 def genotype_from_dict(data: Any) -> Genotype:
@@ -64,8 +77,8 @@ def load_genotype(path: str | os.PathLike[str]) -> Genotype:
 
 
 def is_genotype(value: object) -> bool:
-    """Whether ``value`` is a genotype of a registered space."""
-    return isinstance(value, tuple(cls.genotype_type for cls in SPACES.values()))
+    """Whether ``value`` is a genotype of a registered space or a model space."""
+    return isinstance(value, tuple(cls.genotype_type for cls in _known().values()))
 
 
 def builtin_genotypes() -> dict[str, Genotype]:

@@ -9,10 +9,11 @@ from nasp.spaces.base import Genotype, SearchSpace
 from nasp.spaces.darts_cnn.space import DartsCNNSpace
 from nasp.spaces.darts_rnn.space import DartsRNNSpace
 from nasp.spaces.nb201.space import NB201Space
+from nasp.spaces.user_model.space import ModuleSpace
 
 __all__ = [
-    "DEFAULT_SPACE", "PRIMITIVE_SETS", "SPACES", "benchmark_help", "build_space",
-    "primitive_sets_help", "primitives_help", "space_help", "space_of",
+    "DEFAULT_SPACE", "MODEL_SPACES", "PRIMITIVE_SETS", "SPACES", "benchmark_help", "build_space",
+    "described_space", "primitive_sets_help", "primitives_help", "space_help", "space_of",
 ]
 
 #: Space classes by registry name (``--space``); the first is the default.
@@ -21,6 +22,11 @@ SPACES: dict[str, type[SearchSpace]] = {
     NB201Space.name: NB201Space,
     DartsRNNSpace.name: DartsRNNSpace,
 }
+
+#: Spaces built from a user's model (``nasp.search(model, ...)``), not in ``--space``: their
+#: genotypes are read and drawn like any space's. Such a class rebuilds itself without the model
+#: from its ``describe()`` data (``from_description``; ``None``: from nothing but the name).
+MODEL_SPACES: dict[str, type[SearchSpace]] = {ModuleSpace.name: ModuleSpace}
 
 #: The space searched when none is named.
 DEFAULT_SPACE: str = next(iter(SPACES))
@@ -44,10 +50,24 @@ def space_of(genotype: Genotype) -> SearchSpace:
     """The space ``genotype`` belongs to (named by its ``space``), with its default op set: for
     the networks and pictures of the genotype, which take any of the space's ops."""
     name = getattr(genotype, "space", None)
+    if isinstance(name, str) and name in MODEL_SPACES:
+        return MODEL_SPACES[name].from_description(None)
     if not isinstance(name, str) or name not in SPACES:
         raise GenotypeError(f"{type(genotype).__name__} is not a genotype of a known search space "
                             f"({', '.join(SPACES)})")
     return build_space(name)
+
+
+def described_space(data: Mapping[str, object]) -> SearchSpace:
+    """The space ``data`` describes: ``{"space": name, "primitives": set}`` for a registered
+    space, a model space's ``describe()`` (a run's ``searched.json``) for one of
+    :data:`MODEL_SPACES`. ``ValueError`` (or :class:`~nasp.errors.GenotypeError`) for anything
+    else."""
+    name = data.get("space")
+    if isinstance(name, str) and name in MODEL_SPACES:
+        return MODEL_SPACES[name].from_description(data)
+    primitives = data.get("primitives")
+    return build_space(name, primitives if isinstance(primitives, str) else None)
 
 
 # -- help texts of the options that pick a space, an op set or a benchmark, from the spaces' own

@@ -44,7 +44,7 @@ from nasp.spaces.benchmark import open_benchmark
 from nasp.strategies.base import Batch, Strategy, discrete_plans
 
 __all__ = ["RandomOptions", "RandomSearch", "Scorer", "SharedWeightRandomSearch",
-           "benchmark_scorer", "rank_score"]
+           "benchmark_scorer", "rank_score", "scored_by"]
 
 #: Score of a genotype (higher is better), or None when it cannot be scored.
 Scorer = Callable[[Genotype], "float | None"]
@@ -62,6 +62,11 @@ def rank_score(result: Mapping[str, float | None]) -> float | None:
     if result.get("top1") is not None:
         return result["top1"]
     return None if result.get("loss") is None else -result["loss"]
+
+
+def scored_by(result: Mapping[str, float | None]) -> str:
+    """What :func:`rank_score` ranks ``result`` by: ``"top1"``, or ``"-loss"``."""
+    return "top1" if result.get("top1") is not None or result.get("loss") is None else "-loss"
 
 
 @dataclass
@@ -111,6 +116,8 @@ class RandomSearch(Strategy):
         generator = torch.Generator().manual_seed(config.seed)
         self.candidates = [space.random_selection(generator) for _ in range(samples)]
         self.scores: list[float | None] = [None] * samples
+        #: what the scores are: an accuracy (``top1``; a table's too) or ``-loss``
+        self.score_of = "top1"
         self.initial_state = None if self.shared else {
             k: v.detach().clone() for k, v in net.state_dict().items()}
         self.epoch = 0
@@ -179,6 +186,7 @@ class RandomSearch(Strategy):
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         if self.trains and self.current in self.scored_in(self.epoch):
+            self.score_of = scored_by(result)
             self._score(self.current, rank_score(result))
 
     def _score(self, i: int, score: float | None) -> None:
@@ -208,11 +216,12 @@ class RandomSearch(Strategy):
         return {"random": {
             "candidates": handled, "scores": [self.scores[i] for i in handled],
             "best_candidate": self.best,
-            "best_score": None if self.best is None else self.scores[self.best]}}
+            "best_score": None if self.best is None else self.scores[self.best],
+            "score_of": self.score_of}}
 
     def epoch_summary(self) -> str:
         """The candidates of the epoch and the best so far: ``candidates 6-10/50  best #3/50
-        71.2%``."""
+        71.2%`` (scored by a loss: ``best #3/50 loss 0.1234``, as the task writes it)."""
         K = len(self.candidates)
         handled = self.handled(self.epoch)
         if not handled:
@@ -222,14 +231,20 @@ class RandomSearch(Strategy):
         else:
             now = f"candidates {handled[0] + 1}-{handled[-1] + 1}/{K}"
         best = self.best
-        shown = "none" if best is None else f"#{best + 1}/{K} {100 * self.scores[best]:.1f}%"
+        if best is None:
+            shown = "none"
+        elif self.score_of == "-loss":
+            shown = f"#{best + 1}/{K} {self.task.format({'loss': -self.scores[best]})}"
+        else:
+            shown = f"#{best + 1}/{K} {100 * self.scores[best]:.1f}%"
         return f"{now}  best {shown}"
 
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {**super().state_dict(), "random": {
             "candidates": [dict(c) for c in self.candidates], "scores": list(self.scores),
-            "epoch": self.epoch, "initial_state": self.initial_state}}
+            "score_of": self.score_of, "epoch": self.epoch,
+            "initial_state": self.initial_state}}
 
     def load_state_dict(self, state: dict) -> None:
         saved = state["random"]
@@ -242,6 +257,7 @@ class RandomSearch(Strategy):
         super().load_state_dict(state)
         self.candidates = [{t: tuple(s) for t, s in c.items()} for c in saved["candidates"]]
         self.scores = list(saved["scores"])
+        self.score_of = saved.get("score_of", "top1")  # older checkpoints scored accuracies
         self.initial_state = saved["initial_state"]
 
 
@@ -285,7 +301,9 @@ class SharedWeightRandomSearch(RandomSearch):
                                "call set_evaluator first")
         incumbent = self.best
         for i in [*self.scored_in(self.epoch), *([] if incumbent is None else [incumbent])]:
-            self._score(i, rank_score(self.evaluator(discrete_plans(self.candidates[i]))))
+            result = self.evaluator(discrete_plans(self.candidates[i]))
+            self.score_of = scored_by(result)
+            self._score(i, rank_score(result))
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         return None

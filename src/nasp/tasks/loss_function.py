@@ -85,8 +85,13 @@ class LossFunctionTask:
         return {"loss": loss, "top1": top1, "top5": top5}
 
     def format(self, values: Mapping[str, float | None]) -> str:
-        """As a classifier's line, without the accuracies a regression has none of (None)."""
-        return ClassificationTask().format({k: v for k, v in values.items() if v is not None})
+        """As a classifier's line, without the accuracies a regression has none of (None),
+        the loss with 4 significant digits (a user's loss may be of any scale)."""
+        parts = [] if values.get("loss") is None else [f"loss {values['loss']:.4g}"]
+        rest = {k: v for k, v in values.items() if v is not None and k != "loss"}
+        if rest:
+            parts.append(ClassificationTask().format(rest))
+        return " ".join(parts)
 
     def show(self, value: float | None) -> str:
         """An accuracy as a classifier's console writes it."""

@@ -66,6 +66,10 @@ class ModuleArch(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"ModuleArch({self.plain()!r})"
 
+    def __str__(self) -> str:
+        """The mapping as ``arch.json`` holds it (one line)."""
+        return json.dumps(self.plain())
+
     def plain(self) -> dict[str, int | list[int]]:
         """The mapping with JSON types (lists for input choices): what ``arch.json`` holds."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self._data.items()}

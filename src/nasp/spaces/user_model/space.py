@@ -24,6 +24,12 @@ What makes no sense for a user's model has honest empty values: no op sets, pres
 genotypes, benchmark or evaluation sizes, no cell pictures; the supernet, child and evaluation
 networks are the user's model (sizes are ignored). The space is not in the ``--space`` registry:
 it needs the model, so it is built by :func:`nasp.search` (``ModuleSpace(model)``).
+
+A run directory keeps the space's layout (:meth:`ModuleSpace.describe`, in ``searched.json``);
+:meth:`ModuleSpace.from_description` rebuilds the space from it without the model, for what
+needs no network: the architecture layout, projection, derivation and the pictures of a run
+(``nasp plot``, ``nasp report``). Its networks are a :class:`~nasp.errors.GenotypeError` saying
+that ``nasp.fix(model, arch)`` gives the network.
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ from torch import nn
 
 from nasp.core.mixed import CellPlan
 from nasp.core.prox import best_ops, edge_keep_mask, prox_c1
-from nasp.errors import BenchmarkError
-from nasp.nn import Choice, InputChoice, check_arch, decisions_of, fix
+from nasp.errors import BenchmarkError, GenotypeError
+from nasp.nn import Choice, Decision, InputChoice, check_arch, decisions_of, fix
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
 from nasp.spaces.user_model.genotype import SPACE, ModuleArch
 
@@ -88,11 +94,8 @@ class ModuleSpace:
     benchmark_about: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, example: Any = None):
-        self.model = model
-        self.decisions = decisions_of(model)
-        self.cell_types = tuple(self.decisions)
-        self.primitive_set = "model"
-        self.primitives = {t: d.names for t, d in self.decisions.items()}
+        self.model: nn.Module | None = model
+        self._set_decisions(decisions_of(model))
         if example is not None:
             was_training = model.training
             model.eval()
@@ -102,6 +105,46 @@ class ModuleSpace:
             finally:
                 model.train(was_training)
 
+    def _set_decisions(self, decisions: Mapping[str, Decision]) -> None:
+        self.decisions = dict(decisions)
+        self.cell_types = tuple(self.decisions)
+        self.primitive_set = "model"
+        self.primitives = {t: d.names for t, d in self.decisions.items()}
+
+    # -- the space without its model (a run directory's pictures) -------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The layout of the space as JSON data (a run's ``searched.json`` holds it): per label
+        its kind, number of options or inputs, ``keep`` and option names."""
+        return {"space": SPACE, "labels": {
+            t: {"kind": d.kind, "options": d.options, "keep": d.keep, "names": list(d.names)}
+            for t, d in self.decisions.items()}}
+
+    @classmethod
+    def from_description(cls, data: Mapping[str, Any] | None = None) -> ModuleSpace:
+        """The space :meth:`describe` wrote, without the model (``None``: no label known, for
+        what the genotype alone gives: its text and kept options by index). Its networks are
+        an error; a description that is not one is a :class:`~nasp.errors.GenotypeError`."""
+        space = cls.__new__(cls)
+        space.model = None
+        labels = {} if data is None else data.get("labels") if isinstance(data, Mapping) else None
+        try:
+            decisions = {str(t): Decision(str(t), str(d["kind"]), int(d["options"]),
+                                          int(d["keep"]), tuple(map(str, d["names"])), ())
+                         for t, d in labels.items()}
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise GenotypeError(f"not a description of a model's choices (label: {{kind, "
+                                f"options, keep, names}}): {str(data)[:200]}") from None
+        space._set_decisions(decisions)
+        return space
+
+    def _the_model(self) -> nn.Module:
+        if self.model is None:
+            raise GenotypeError("the architecture of a model with nasp.nn choices has no network "
+                                "without the model: nasp.fix(model, arch) gives it (arch: the "
+                                "run's arch.json); nasp train and nasp info take a built-in "
+                                "space's genotype")
+        return self.model
+
     # -- sizes ----------------------------------------------------------------------------------
     @classmethod
     def check_sizes(cls, layers: int, channels: int) -> None:
@@ -109,7 +152,7 @@ class ModuleSpace:
 
     @classmethod
     def describe_sizes(cls, layers: int, channels: int) -> str:
-        return "the model's own sizes"
+        return "nasp.fix(model, arch)"  # the model's own sizes
 
     # -- architecture ---------------------------------------------------------------------------
     def arch_shapes(self) -> dict[str, tuple[int, int]]:
@@ -171,7 +214,8 @@ class ModuleSpace:
         d = self.decisions[cell_type]
         if d.kind == "input":
             return torch.zeros(2)
-        choice = self.model.get_submodule(d.places[0]) if d.places[0] else self.model
+        model = self._the_model()
+        choice = model.get_submodule(d.places[0]) if d.places[0] else model
         counts = torch.tensor([float(sum(p.numel() for p in op.parameters()))
                                for op in choice.ops])
         total = counts.sum()
@@ -186,12 +230,12 @@ class ModuleSpace:
     def build_supernet(self, in_channels: int = 0, num_classes: int = 0, layers: int = 0,
                        channels: int = 0) -> ModuleSupernet:
         """The model itself (not a copy: the search trains its weights), sizes ignored."""
-        return ModuleSupernet(self.model)
+        return ModuleSupernet(self._the_model())
 
     def build_child(self, genotype: Mapping[str, Any], in_channels: int = 0,
                     num_classes: int = 0, layers: int = 0, channels: int = 0,
                     search_ops: bool = False) -> nn.Module:
-        return fix(self.model, genotype)
+        return fix(self._the_model(), genotype)
 
     def extract_child(self, supernet: nn.Module, genotype: Mapping[str, Any]) -> nn.Module:
         return fix(supernet.model, genotype)
@@ -199,12 +243,15 @@ class ModuleSpace:
     def build_evaluation_network(self, genotype: Mapping[str, Any], in_channels: int = 0,
                                  num_classes: int = 0, layers: int = 0, channels: int = 0, *,
                                  auxiliary: bool = False, imagenet: bool = False) -> nn.Module:
-        return fix(self.model, genotype)
+        return fix(self._the_model(), genotype)
 
     # -- genotype formats, benchmark, pictures --------------------------------------------------
     @classmethod
     def claims_genotype_dict(cls, data: Any) -> bool:
-        return False  # only read where the model is at hand (ModuleArch.from_dict)
+        """``arch.json``: a mapping of labels to option indices or lists of input indices."""
+        return isinstance(data, Mapping) and bool(data) and all(
+            _is_index(v) or (isinstance(v, list) and all(_is_index(i) for i in v))
+            for v in data.values())
 
     @classmethod
     def parse_genotype(cls, text: str) -> ModuleArch | None:
@@ -227,14 +274,22 @@ class ModuleSpace:
     def draw_cell(cls, genotype: ModuleArch, cell: str, path: Path) -> None:
         return None
 
-    @classmethod
-    def genotype_edges(cls, genotype: ModuleArch) -> EdgeOps:
-        """Per label its rows and the options the architecture takes (by index)."""
+    def genotype_edges(self, genotype: ModuleArch) -> EdgeOps:
+        """Per label its rows and the options the architecture takes: named as in
+        :attr:`primitives` where the space knows the label (an instance, also one
+        :meth:`from_description` rebuilt), else by index. Called on an instance, unlike the
+        built-in spaces' (the names are the model's)."""
         out: EdgeOps = {}
         for t, v in genotype.items():
+            d = self.decisions.get(t)
             if isinstance(v, tuple):
-                n = max(v) + 1 if v else 0
+                n = d.options if d is not None else max(v) + 1 if v else 0
                 out[t] = ([f"{t}<-{e}" for e in range(n)], {e: "input" for e in v})
             else:
-                out[t] = ([t], {0: str(v)})
+                names = d.names if d is not None else ()
+                out[t] = ([t], {0: names[v] if 0 <= v < len(names) else str(v)})
         return out
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
