@@ -212,8 +212,10 @@ def test_old_flat_file_with_other_strategies_defaults_loads(tmp_path):
     new = yaml.safe_load(config.to_yaml())
     others = {"size_penalty", "arch_mode", "init_noise", "arch_update", "nasp_cell", "arch_grad",
               "path_mix", "random_samples"}  # nasp's and random search's options
-    assert set(new) == set(old) - others
-    assert new == {k: v for k, v in old.items() if k not in others}
+    added = {"bptt", "bptt_rule"}  # run options added since (text corpora), at their defaults
+    assert set(new) == (set(old) - others) | added
+    assert {k: v for k, v in new.items() if k not in added} == {
+        k: v for k, v in old.items() if k not in others}
     # every strategy's file of today loads back to the same config and text
     for name in STRATEGIES:
         config = preset("tiny", strategy=name, seed=3, **({"random_samples": 2}
@@ -404,4 +406,5 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_search_config_file_keys():
-    assert SearchConfig.keys() == set(yaml.safe_load(OLD_DARTS2_FILE))
+    added = {"bptt", "bptt_rule"}  # run options added since (text corpora)
+    assert SearchConfig.keys() == set(yaml.safe_load(OLD_DARTS2_FILE)) | added

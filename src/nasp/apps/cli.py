@@ -119,7 +119,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--preset", choices=sorted(TRAIN_PRESETS),
                    help="starting configuration: tiny (seconds), quick (default), paper "
                         "(CIFAR-10, 20 cells, C 36, 600 epochs), imagenet (image folder of "
-                        "224x224 images, 14 cells, C 48, 250 epochs)")
+                        "224x224 images, 14 cells, C 48, 250 epochs), ptb-paper (a recurrent "
+                        "cell on Penn Treebank as DARTS: 850 units, SGD lr 20 then averaged "
+                        "SGD), ptb-cpu (the same with 200 units on 100,000 tokens, 3 epochs)")
     p.set_defaults(config_options=add_options(p, TrainConfig))
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a directory that already holds a run")
@@ -161,7 +163,8 @@ def _test_parser(sub) -> None:
         "test", help="accuracy of a trained checkpoint on a test split",
         description="Top-1 and top-5 accuracy and mean loss of a trained checkpoint (best.pt or "
                     "last.pt of a nasp train run, or the run directory for its last.pt) on the "
-                    "test split of a data set (default: the one it was trained on).")
+                    "test split of a data set (default: the one it was trained on). A language "
+                    "model: validation (batch 10) and test (batch 1) perplexity, as DARTS.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--dataset", choices=sorted(DATASETS))
     p.add_argument("--data-dir", metavar="DIR")
@@ -175,6 +178,10 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
     r = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_dir, args.device,
                         args.batch_size)
+    if "test_ppl" in r:  # a language model
+        print(f"{r['checkpoint']} (epoch {r['epoch']}) on {r['dataset']}: validation "
+              f"perplexity {r['val_ppl']:.2f}  test perplexity {r['test_ppl']:.2f}")
+        return 0
     print(f"{r['checkpoint']} (epoch {r['epoch']}) on the {r['images']} test images of "
           f"{r['dataset']}: top-1 {100 * r['top1']:.2f}%  top-5 {100 * r['top5']:.2f}%  "
           f"loss {r['loss']:.4f}")
@@ -206,7 +213,17 @@ def _info_parser(sub) -> None:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from nasp.engine.checkpoints import model_info
+    from nasp.engine.train_text import language_model_info
 
+    lm = language_model_info(args.spec, layers=args.layers, channels=args.channels,
+                             vocab=args.classes)
+    if lm is not None:  # a recurrent cell's language model: parameters, no FLOPs per image
+        config = lm["config"]
+        sizes = space_of(lm["genotype"]).describe_sizes(config.layers, config.channels)
+        print(lm["genotype"])
+        print(f"language model, {sizes}, {lm['vocab']} words: {lm['parameters']:,} parameters "
+              f"({lm['parameters'] / 1e6:.2f}M)")
+        return 0
     info = model_info(args.spec, layers=args.layers, channels=args.channels,
                       network=args.network, dataset=args.dataset, data_dir=args.data_dir,
                       in_channels=args.in_channels, image_size=args.image_size,

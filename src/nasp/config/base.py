@@ -61,13 +61,13 @@ def _known_names() -> dict[str, tuple[str, ...]]:
     Imported here, when a config is checked, so that this module stays importable by the
     modules that fill the registries.
     """
-    from nasp.data import DATASETS
+    from nasp.data import DATASET_NAMES
     from nasp.registry import STRATEGIES
     from nasp.spaces import SPACES
 
     sets = {name for cls in SPACES.values() for name in cls.primitive_sets}
     return {"strategy": tuple(sorted(STRATEGIES)), "space": tuple(sorted(SPACES)),
-            "primitives": tuple(sorted(sets)), "dataset": tuple(sorted(DATASETS))}
+            "primitives": tuple(sorted(sets)), "dataset": DATASET_NAMES}
 
 
 def _flag(name: str) -> str:

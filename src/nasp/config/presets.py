@@ -75,7 +75,7 @@ def describe_preset(name: str, space: str) -> str:
     are named when they differ from :class:`SearchConfig`'s defaults."""
     values = preset(name, space=space).to_dict()
     defaults = SearchConfig(space=space, layers=values["layers"],  # sizes: always shown
-                            channels=values["channels"]).to_dict()
+                            channels=values["channels"], dataset=values["dataset"]).to_dict()
     parts = [values["dataset"] + ("" if values["subset"] is None
                                   else f" ({values['subset']} images)"),
              SPACES[space].describe_sizes(values["layers"], values["channels"]),

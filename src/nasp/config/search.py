@@ -72,6 +72,16 @@ class SearchConfig(_Config):
              "two stratified halves)")
     batch_size: int = option(**RUN_OPTIONS["batch_size"])
     cutout: int = option(**RUN_OPTIONS["cutout"])
+    # text corpora (a recurrent space): truncated back-propagation through time
+    bptt: int = option(35, metavar="N",
+                       help="text: time steps per window of truncated back-propagation (the mean "
+                            "of the --bptt-rule lengths; the lr of a step is scaled by its "
+                            "length / N; default 35)")
+    bptt_rule: str = option(
+        "darts", choices=("darts", "awd", "fixed"),
+        help="text: window lengths: darts (N, or N/2 with probability 0.05; DARTS's "
+             "search; default), awd (around those by a normal of sd 5, 5 to N+20; "
+             "AWD-LSTM) or fixed")
     # network
     layers: int = option(5, help="cells in the supernet")
     channels: int = option(8, help="initial channels C")
@@ -165,6 +175,7 @@ class SearchConfig(_Config):
             raise ConfigError(f"--benchmark looks up cells in a benchmark table, which --space "
                               f"{self.space} has none of: it needs --space "
                               f"{' or '.join(with_table)}")
+        _check_data_kind(self.space, space, self.dataset)
         if self.benchmark_column is not None and self.benchmark is None:
             raise ConfigError("--benchmark-column names a column of the --benchmark table: "
                               "give --benchmark PATH too")
@@ -173,6 +184,9 @@ class SearchConfig(_Config):
         """Raise :class:`ConfigError` for a value no search can run with; the strategy's options
         check theirs (and may normalise them: ``a_betas`` becomes a tuple of floats)."""
         self._check_common()
+        if not _is_int(self.bptt) or self.bptt < 2:
+            raise ConfigError(f"--bptt must be an integer of at least 2 (time steps), got "
+                              f"{self.bptt!r}")
         if self.subset is not None and (not _is_int(self.subset) or self.subset < 2):
             raise ConfigError(f"--subset must be an integer of at least 2, got {self.subset!r}")
         _check_numbers(self, ("w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip"),
@@ -224,6 +238,25 @@ class SearchConfig(_Config):
         """The flat mapping ``config.yaml`` holds (see the module docstring); tuples as lists."""
         keys = [*_run_fields(), *_names(self.options)]
         return {k: _plain(getattr(self, k)) for k in keys}
+
+
+def _check_data_kind(name: str, space: Any, dataset: Any) -> None:
+    """A space whose ``data_kind`` is ``"text"`` (a recurrent space) searches on a text corpus
+    (:data:`~nasp.data.TEXT_DATASETS`), every other space on images."""
+    from nasp.data import TEXT_DATASETS, is_text_dataset
+
+    takes_text = getattr(space, "data_kind", "image") == "text"
+    if not isinstance(dataset, str) or takes_text == is_text_dataset(dataset):
+        return
+    if takes_text:
+        raise ConfigError(f"--space {name} searches a language model on a text corpus; "
+                          f"--dataset {dataset} holds images: use --dataset "
+                          f"{' or '.join(sorted(TEXT_DATASETS))}")
+    text_spaces = [n for n, cls in SPACES.items() if getattr(cls, "data_kind", "") == "text"]
+    raise ConfigError(f"--dataset {dataset} is a text corpus and --space {name} searches image "
+                      f"cells: use "
+                      + (f"--space {' or '.join(text_spaces)}" if text_spaces
+                         else "a recurrent space (none is installed)"))
 
 
 def _plain(value: Any) -> Any:

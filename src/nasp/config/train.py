@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nasp.config.base import _check_numbers, _Config, _is_int
+from nasp.config.base import _check_numbers, _Config, _is_int, _is_number
 from nasp.config.options import RUN_OPTIONS, option
 from nasp.errors import ConfigError
 
@@ -67,6 +67,18 @@ class TrainConfig(_Config):
     weight_decay: float = option(3e-4, cli=False)
     grad_clip: float = option(5.0, cli=False)
     label_smoothing: float = option(0.0, metavar="EPS")
+    # text corpora (a recurrent cell's language model; nasp.engine.train_text): truncated
+    # back-propagation through time, the switch to averaged SGD, the network's regularisers
+    bptt: int = option(35, metavar="N",
+                       help="text: time steps per window (the mean of the --bptt-rule lengths; "
+                            "the lr of a step is scaled by its length / N; default 35)")
+    bptt_rule: str = option(
+        "awd", choices=("darts", "awd", "fixed"),
+        help="text: window lengths: awd (AWD-LSTM's and DARTS's training; default), darts "
+             "(DARTS's search) or fixed")
+    nonmono: int = option(5, cli=False)  # text: SGD -> ASGD when the val loss stalls (0: never)
+    dropouts: dict | None = option(None, cli=False)  # text: the network's dropouts, by name
+    slowness: float | None = option(None, cli=False)  # text: TAR weight (None: the network's)
     # run
     seed: int = option(**RUN_OPTIONS["seed"])
     device: str = option(**RUN_OPTIONS["device"])
@@ -83,6 +95,14 @@ class TrainConfig(_Config):
     def __post_init__(self):
         self.validate()
 
+    def _check_sizes(self) -> None:
+        """As the default space's networks take them; on a text corpus the recurrent cell's
+        space checks them when it builds the network (the genotype names that space)."""
+        from nasp.data import is_text_dataset
+
+        if not is_text_dataset(self.dataset):
+            super()._check_sizes()
+
     def validate(self) -> None:
         """Raise :class:`ConfigError` for a value no training can run with."""
         self._check_common()
@@ -94,6 +114,20 @@ class TrainConfig(_Config):
         _check_numbers(self, ("val_fraction",), 0, "a fraction in [0, 1) (0 = no validation split)",
                        1)
         _check_numbers(self, ("lr_gamma",), 0, "a factor in (0, 1]")
+        if not _is_int(self.bptt) or self.bptt < 2:
+            raise ConfigError(f"--bptt must be an integer of at least 2 (time steps), got "
+                              f"{self.bptt!r}")
+        if not _is_int(self.nonmono) or self.nonmono < 0:
+            raise ConfigError(f"nonmono must be a number of epochs (0 = never switch to "
+                              f"averaged SGD), got {self.nonmono!r}")
+        if self.dropouts is not None and not (
+                isinstance(self.dropouts, dict)
+                and all(isinstance(k, str) and _is_number(v) and 0 <= v < 1
+                        for k, v in self.dropouts.items())):
+            raise ConfigError(f"dropouts must map dropout names to probabilities in [0, 1), got "
+                              f"{self.dropouts!r}")
+        if self.slowness is not None and not (_is_number(self.slowness) and self.slowness >= 0):
+            raise ConfigError(f"slowness must be a non-negative number, got {self.slowness!r}")
         if not 0 < self.lr_gamma <= 1:
             raise ConfigError(f"--lr-gamma must be a factor in (0, 1], got {self.lr_gamma!r}")
 
@@ -114,6 +148,18 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
                      batch_size=128, lr=0.1, lr_schedule="exponential", lr_gamma=0.97,
                      weight_decay=3e-5, label_smoothing=0.1, drop_path=0.0,
                      auxiliary_weight=0.4, val_fraction=0.0),
+    # DARTS's recurrent cell on Penn Treebank (rnn/train.py; docs/evaluation.md): 850 units,
+    # SGD lr 20 without momentum, clip 0.25, weight decay 8e-7, AWD-LSTM's window lengths,
+    # averaged SGD after 5 stalled epochs; they stopped by hand (8000 epochs at most)
+    "ptb-paper": dict(dataset="ptb", layers=1, channels=850, epochs=8000, batch_size=64,
+                      lr=20.0, momentum=0.0, weight_decay=8e-7, grad_clip=0.25, bptt=35,
+                      bptt_rule="awd", nonmono=5, lr_min=20.0, val_fraction=0.0,
+                      auxiliary_weight=0.0, drop_path=0.0),
+    # the same on a CPU in minutes: 200 units, the first 100,000 training tokens, 3 epochs
+    "ptb-cpu": dict(dataset="ptb", layers=1, channels=200, epochs=3, batch_size=32,
+                    subset=100_000, lr=20.0, momentum=0.0, weight_decay=8e-7, grad_clip=0.25,
+                    bptt=35, bptt_rule="awd", nonmono=5, lr_min=20.0, val_fraction=0.0,
+                    auxiliary_weight=0.0, drop_path=0.0),
 }
 
 

@@ -33,9 +33,11 @@ from pathlib import Path
 
 from nasp.data import cifar, digits, folder, idx
 from nasp.data.base import DataShape, ImageDataset
+from nasp.data.text import TEXT_DATASETS
 from nasp.errors import DatasetError
 
-__all__ = ["DATASETS", "DATASET_SHAPES", "SPLITS", "known_shape", "load_dataset"]
+__all__ = ["DATASETS", "DATASET_NAMES", "DATASET_SHAPES", "SPLITS", "known_shape",
+           "load_dataset"]
 
 _SOURCES = (digits, cifar, idx, folder)
 
@@ -48,6 +50,9 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 DATASET_SHAPES: dict[str, DataShape] = {
     name: shape for source in _SOURCES for name, shape in source.SHAPES.items()}
 """Shapes of the named data sets, known without reading them (``folder`` must be read)."""
+
+DATASET_NAMES: tuple[str, ...] = tuple(sorted({*DATASETS, *TEXT_DATASETS}))
+"""Every name ``--dataset`` takes: the image data sets and the text corpora."""
 
 
 def _key(name: str) -> str:
@@ -73,6 +78,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split: str = 
     a train split holding a single class; no other exception comes out of a damaged file.
     """
     key = _key(name)
+    if key in TEXT_DATASETS:
+        raise DatasetError(f"{key} is a text corpus, not an image data set: only a search on "
+                           f"a recurrent space, or the training of a recurrent cell, reads it")
     if key not in DATASETS:
         raise DatasetError(f"unknown data set {name!r}; known data sets: "
                            f"{', '.join(sorted(DATASETS))}")

@@ -48,6 +48,16 @@ __all__ = [
 ]
 
 
+def _parameter_free(space: SearchSpace, cell_type: str, name: str, k: int) -> bool:
+    """Whether op ``name`` (index ``k`` of ``cell_type``) has no parameters: by the image ops'
+    table, or, for ops of another kind (a recurrent cell's activations, which use their node's
+    matrix), by the space's own cost of the op (0: none)."""
+    try:
+        return op_parameter_count(name, 4) == 0
+    except KeyError:
+        return float(space.op_costs(cell_type)[k]) == 0
+
+
 def param_free_count(space: SearchSpace, genotype: Genotype) -> dict[str, int]:
     """Kept edges of ``genotype`` whose op has no parameters: per cell type, ``total``, and the
     number of kept ``edges``."""
@@ -56,7 +66,7 @@ def param_free_count(space: SearchSpace, genotype: Genotype) -> dict[str, int]:
     kept = 0
     for t, sel in selection.items():
         names = space.primitives[t]
-        out[t] = sum(op_parameter_count(names[k], 4) == 0 for k in sel if k >= 0)
+        out[t] = sum(_parameter_free(space, t, names[k], k) for k in sel if k >= 0)
         kept += sum(k >= 0 for k in sel)
     out["total"] = sum(out[t] for t in selection)
     out["edges"] = kept

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from nasp.config import SearchConfig
-from nasp.data import Batches, ImageDataset, load_dataset, search_split
+from nasp.data import Batches, ImageDataset, is_text_dataset, load_dataset, search_split
 from nasp.engine.checkpoints import load_checkpoint_file
 from nasp.engine.diagnostics import Diagnostics
 from nasp.engine.pictures import write_pictures
@@ -105,8 +105,8 @@ def search(config: SearchConfig, *, overwrite: bool = False, progress: bool = Tr
     the summary at the end (no per-epoch lines, no progress bar). Under torchrun, data-parallel
     over the processes (:mod:`nasp.runtime.distributed`): only rank 0 writes the run directory
     and prints; every rank returns the same result."""
-    return _SearchSession.start(config, label=config.strategy, overwrite=overwrite,
-                                output=Output(log, progress, plots, quiet=quiet))
+    return session_class(config).start(config, label=config.strategy, overwrite=overwrite,
+                                       output=Output(log, progress, plots, quiet=quiet))
 
 
 def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = True,
@@ -126,8 +126,8 @@ def resume_search(run_dir: str | Path, *, progress: bool = True, plots: bool = T
     saved = SearchConfig.from_dict(checkpoint["config"],
                                    f"the configuration in {run_dir / CHECKPOINT}")
     config = resumed_config(saved, changes, run_dir)
-    return _SearchSession.resume(run_dir, config, checkpoint,
-                                 output=Output(log, progress, plots, quiet=quiet))
+    return session_class(config).resume(run_dir, config, checkpoint,
+                                        output=Output(log, progress, plots, quiet=quiet))
 
 
 def read_search_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -285,6 +285,19 @@ class _SearchSession(RunSession):
         return {name: {"genotype": g.to_dict(), **benchmark_record(self.bench, g)}
                 for name, g in self.strategy.cells().items()}
 
+    # -- what the data is (the text search, nasp.engine.search_text, says its own) -----------
+    def data_record(self) -> dict[str, Any]:
+        """What the checkpoint notes of the data, for :meth:`check_data`."""
+        return {"images": len(self.data), "shape": list(self.data.images.shape[1:])}
+
+    def data_shape(self) -> tuple[tuple[int, ...], int]:
+        """``(input shape, classes)`` of the data, for the summary."""
+        return tuple(self.data.images.shape[1:]), self.data.num_classes
+
+    def evaluation_size(self, genotype: Genotype) -> dict[str, Any]:
+        """Parameters and FLOPs of the cell's evaluation network (:func:`evaluation_size`)."""
+        return evaluation_size(self.space, genotype, *self.data_shape())
+
     # -- checkpoints -------------------------------------------------------------------------
     def watched(self) -> list[torch.Tensor]:
         return [*self.net.parameters(), *self.net.buffers(), *self.strategy.arch.values()]
@@ -294,8 +307,7 @@ class _SearchSession(RunSession):
             "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "step": self.step,
             "config": self.config.to_dict(), "strategy": self.strategy.state_dict(),
             "rng": rng_state(self.device, self.generator),
-            "data": {"images": len(self.data), "shape": list(self.data.images.shape[1:]),
-                     "train": self.train_stream.state_dict(),
+            "data": {**self.data_record(), "train": self.train_stream.state_dict(),
                      "val": self.val_stream.state_dict()},
             "partial": {**self.sums.state_dict(), "seconds": seconds,
                         "cpu_seconds": cpu_seconds},
@@ -389,17 +401,27 @@ class _SearchSession(RunSession):
         if output.plots:
             write_pictures(run.path, output.say)
             write_report(run.path, output.say)
-        shape, classes = tuple(self.data.images.shape[1:]), self.data.num_classes
+        shape, classes = self.data_shape()
         size = {}
         if distributed.is_main():
             try:
-                size = evaluation_size(self.space, genotype, shape, classes)
+                size = self.evaluation_size(genotype)
             except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
                 # the search's files are written: a size that cannot be counted is a line
                 output.log(f"the cell's evaluation network was not counted: {err}")
         files = sorted(p.name for p in run.path.iterdir() if p.is_file()) \
             if distributed.is_main() else []
         for line in summary(self.history, genotype, self.bench, size or None, shape, classes,
-                            run.path, files):
+                            run.path, files, self.task):
             output.log(line)
         return SearchResult(genotype, run.path, list(self.history), self.strategy, size)
+
+
+#: The search session of each kind of data: ``"image"`` here; ``"text"`` (a text corpus,
+#: :func:`~nasp.data.is_text_dataset`) is added by :mod:`nasp.engine.search_text`.
+SESSIONS: dict[str, type[_SearchSession]] = {"image": _SearchSession}
+
+
+def session_class(config: SearchConfig) -> type[_SearchSession]:
+    """The session that searches on ``config.dataset``'s kind of data."""
+    return SESSIONS["text" if is_text_dataset(config.dataset) else "image"]

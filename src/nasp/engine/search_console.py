@@ -30,7 +30,7 @@ from nasp.core.measure import flop_count, parameter_count
 from nasp.engine.session import format_duration
 from nasp.spaces import Benchmark, Genotype, SearchSpace
 from nasp.strategies import Strategy
-from nasp.tasks import Task
+from nasp.tasks import ClassificationTask, Task
 
 __all__ = ["WIDTH", "cell_line", "count_text", "epoch_line", "evaluation_size", "legend",
            "summary"]
@@ -47,28 +47,34 @@ def _percent(value: float | None, digits: int = 1) -> str:
 
 
 def _val_text(record: Mapping[str, Any], prefix: str, task: Task) -> str:
-    """``prefix``'s validation accuracy, or its loss as ``task`` writes it where the task
-    measured no accuracy but a loss."""
-    acc, loss = record.get(f"{prefix}_val_acc"), record.get(f"{prefix}_val_loss")
-    if acc is None and loss is not None:
+    """``prefix``'s validation value of ``task``'s headline metric (accuracy, perplexity), or
+    its loss as ``task`` writes it where the task measured no such value but a loss."""
+    value, loss = (record.get(f"{prefix}_val_{task.headline}"),
+                   record.get(f"{prefix}_val_loss"))
+    if value is None and loss is not None:
         return task.format({"loss": loss})
-    return _percent(acc)
+    return task.show(value)
 
 
 def legend(strategy: Strategy, bench: Benchmark | None, val_images: int,
-           bn_images: int, measured: str = "accuracy") -> list[str]:
+           bn_images: int, measured: str | None = None, task: Task | None = None) -> list[str]:
     """What the numbers of the epoch lines are, wrapped at :data:`WIDTH` columns;
-    ``measured``: what the validation numbers are."""
+    ``measured``: what the validation numbers are (default: ``task``'s headline metric in
+    words, accuracy or perplexity); the words of the train part and of the items evaluated
+    (images, tokens) are ``task``'s (default: a classification)."""
+    task = task or ClassificationTask()
+    measured = measured or task.headline_words
     parts = []
     if strategy.trains:
-        parts.append(f"train loss, acc: {strategy.trains_what} on the epoch's training batches")
+        parts.append(f"train {task.train_words}: {strategy.trains_what} on the epoch's training "
+                     f"batches")
         measure = strategy.val_measure
         what = strategy.trains_what if measure == "supernet" else strategy.child_what
-        parts.append(f"{measure} val: {measured} on the {val_images} validation images of "
-                     f"{what}")
+        parts.append(f"{measure} val: {measured} on the {val_images} validation "
+                     f"{task.items} of {what}")
         if measure == "supernet":
             parts.append(f"{CHILD_BN}: that of {strategy.child_what}, its BatchNorm statistics "
-                         f"recomputed on {bn_images} training images")
+                         f"recomputed on {bn_images} training {task.items}")
     if bench is not None:
         parts.append(f"bench: the cell's {bench.column} accuracy in the benchmark table")
     if strategy.summary_what:
@@ -86,10 +92,11 @@ def epoch_line(record: Mapping[str, Any], epochs: int, task: Task, note: str = "
     if record.get("train_loss") is not None:
         parts.append("train " + task.format({"loss": record["train_loss"],
                                              "top1": record["train_acc"]}))
-    measure = record.get("val_measure")
+    measure, key = record.get("val_measure"), task.headline  # key: acc, ppl
     if measure is not None:
         parts.append(f"{measure} val {_val_text(record, measure, task)}")
-    if record.get("child_bn_val_acc") is not None or record.get("child_bn_val_loss") is not None:
+    if (record.get(f"child_bn_val_{key}") is not None
+            or record.get("child_bn_val_loss") is not None):
         parts.append(f"{CHILD_BN} {_val_text(record, 'child_bn', task)}")
     if "benchmark_acc" in record:
         parts.append(f"bench {_percent(record['benchmark_acc'], 2)}")
@@ -143,10 +150,14 @@ def count_text(n: float) -> str:
 def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
             bench: Benchmark | None, size: Mapping[str, Any] | None,
             input_shape: Sequence[int], num_classes: int, run_dir: Path,
-            files: Sequence[str]) -> list[str]:
+            files: Sequence[str], task: Task | None = None) -> list[str]:
     """The lines printed at the end of a search: a table of the final and best (epoch)
-    accuracies (validation losses, lowest best, where the task measured no accuracy), the
-    cell, the size of its evaluation network, the run directory's files."""
+    accuracies (``task``'s headline metric: perplexities of a language model, the lowest
+    best; validation losses, lowest best, where the task measured no accuracy), the cell, the
+    size of its evaluation network, the run directory's files. An empty ``input_shape`` is a
+    language model's: ``num_classes`` is its vocabulary."""
+    task = task or ClassificationTask()
+    key = task.headline  # acc, ppl
     seconds = sum(r.get("seconds") or 0.0 for r in history)
     lines = [f"search done: {len(history)} epochs in {format_duration(seconds)}"]
     rows = []
@@ -155,42 +166,49 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
     keys = []
 
     def measured(label: str, prefix: str) -> tuple[str, str]:
-        """The accuracy's row, or the loss's where the epochs measured only a loss."""
-        if not any(r.get(f"{prefix}_val_acc") is not None for r in history) and any(
+        """The headline metric's row, or the loss's where the epochs measured only a loss."""
+        if not any(r.get(f"{prefix}_val_{key}") is not None for r in history) and any(
                 r.get(f"{prefix}_val_loss") is not None for r in history):
             return f"{label} val loss", f"{prefix}_val_loss"
-        return f"{label} val acc", f"{prefix}_val_acc"
+        return f"{label} val {key}", f"{prefix}_val_{key}"
 
     if measure is not None:
         keys.append(measured(measure, measure))
-    if any(r.get("child_bn_val_acc") is not None or r.get("child_bn_val_loss") is not None
+    if any(r.get(f"child_bn_val_{key}") is not None or r.get("child_bn_val_loss") is not None
            for r in history):
         keys.append(measured(CHILD_BN, "child_bn"))
     if bench is not None:
         keys.append((f"benchmark {bench.column}", "benchmark_acc"))
-    for label, key in keys:
-        values = [(r[key], r["epoch"]) for r in history if r.get(key) is not None]
+    for label, name in keys:
+        values = [(r[name], r["epoch"]) for r in history if r.get(name) is not None]
         if not values:
             rows.append((label, "-", "-"))
             continue
-        if key.endswith("_loss"):  # the lowest is the best
+        if name.endswith("_loss"):  # the lowest is the best
             best, epoch = min(values, key=lambda v: (v[0], v[1]))
-            final = "-" if last.get(key) is None else f"{last[key]:.4g}"
+            final = "-" if last.get(name) is None else f"{last[name]:.4g}"
             rows.append((label, final, f"{best:.4g} (epoch {epoch})"))
             continue
-        digits = 2 if key == "benchmark_acc" else 1
-        best, epoch = max(values, key=lambda v: (v[0], -v[1]))
-        final = _percent(last.get(key), digits)
-        if key == "benchmark_acc" and last.get("benchmark_percentile") is not None:
-            final += f" (percentile {last['benchmark_percentile']:.1f})"
-        rows.append((label, final, f"{_percent(best, digits)} (epoch {epoch})"))
+        if name == "benchmark_acc":
+            best, epoch = max(values, key=lambda v: (v[0], -v[1]))
+            final, best_text = _percent(last.get(name), 2), _percent(best, 2)
+            if last.get("benchmark_percentile") is not None:
+                final += f" (percentile {last['benchmark_percentile']:.1f})"
+        else:
+            sign = 1 if task.higher_is_better else -1
+            best, epoch = max(values, key=lambda v: (sign * v[0], -v[1]))
+            final, best_text = task.show(last.get(name)), task.show(best)
+        rows.append((label, final, f"{best_text} (epoch {epoch})"))
     if rows:
         rows.insert(0, ("", "final", "best"))
         w0 = max(len(r[0]) for r in rows)
         w1 = max(len(r[1]) for r in rows)
         lines += [f"  {a:<{w0}}  {b:<{w1}}  {c}".rstrip() for a, b, c in rows]
     lines.append(f"  cell: {genotype.compact()}")
-    if size is not None:
+    if size is not None and not input_shape:
+        lines.append(f"  evaluation network ({size['sizes']}, {num_classes} words): "
+                     f"{count_text(size['parameters'])} parameters")
+    elif size is not None:
         shape = "x".join(str(int(s)) for s in input_shape)
         data = f"{shape} images, {num_classes} classes" if num_classes else f"inputs of {shape}"
         lines.append(f"  evaluation network ({size['sizes']}, {data}): "
@@ -199,5 +217,9 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
     lines += textwrap.wrap(f"files in {run_dir}: {', '.join(files)}", WIDTH,
                            initial_indent="  ", subsequent_indent="    ",
                            break_on_hyphens=False, break_long_words=False)
-    lines.append(f"  next: nasp train {run_dir}  (trains the cell from scratch)")
+    if input_shape:
+        lines.append(f"  next: nasp train {run_dir}  (trains the cell from scratch)")
+    else:  # a recurrent cell: its language model
+        lines.append(f"  next: nasp train {run_dir} --preset ptb-cpu  (trains the cell's "
+                     f"language model from scratch; ptb-paper: as DARTS)")
     return lines

@@ -28,7 +28,8 @@ completed epochs. As in the search, no checkpoint is written while a loss or wei
 infinite (:class:`~nasp.errors.NonFiniteError`), and running out of memory is a
 :class:`~nasp.errors.NotEnoughMemoryError` that suggests a smaller batch. The life cycle is the
 run engine's (:class:`~nasp.engine.session.RunSession`); this module says what a training step,
-epoch and checkpoint are.
+epoch and checkpoint are. A recurrent cell on a text corpus (``--dataset ptb``) trains as DARTS's
+language model: :mod:`nasp.engine.train_text`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ from torch import nn
 
 from nasp.config import TrainConfig
 from nasp.core.measure import flop_count, parameter_count
-from nasp.data import Batches, ImageDataset, load_dataset, stratified_split, subset_of
+from nasp.data import (
+    Batches,
+    ImageDataset,
+    is_text_dataset,
+    load_dataset,
+    stratified_split,
+    subset_of,
+)
 from nasp.engine.checkpoints import (
     BEST,
     CHECKPOINT_KIND,
@@ -66,7 +74,8 @@ from nasp.engine.reproducibility import (
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.tensorboard import open_logger
 from nasp.engine.train_console import count_si, duration, epoch_line, pct
-from nasp.errors import CheckpointError, DatasetError
+from nasp.engine.train_text import TextTrainSession, evaluate_text_checkpoint
+from nasp.errors import CheckpointError, ConfigError, DatasetError
 from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
 from nasp.runtime.device import autocast, resolve_device, resolve_memory_format, resolve_precision
@@ -77,6 +86,7 @@ from nasp.spaces import (
     genotype_from_dict,
     is_genotype,
     resolve_genotype,
+    space_of,
 )
 from nasp.tasks import Task, build_task
 
@@ -115,6 +125,8 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None,
     ``dataset`` defaults to the one the checkpoint was trained on (and ``data_dir`` to the
     directory it was read from); its images must have the trained shape and class count.
     """
+    if _is_text_checkpoint(path):  # a language model: validation and test perplexity
+        return evaluate_text_checkpoint(path, data_dir, device)
     device = resolve_device(device)
     trained = load_trained(path, device)
     dataset = dataset or trained.config.dataset
@@ -140,6 +152,15 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     named = isinstance(genotype, str) and genotype.strip().upper() in builtin_genotypes()
     label = genotype.strip().upper() if named else "cell"
     genotype = _as_genotype(genotype)
+    if (not is_text_dataset(config.dataset)
+            and getattr(space_of(genotype), "data_kind", "image") == "text"):
+        raise ConfigError(f"the cell is a recurrent cell (of the {space_of(genotype).name} "
+                          f"space), and --dataset {config.dataset} holds images: train it on a "
+                          f"text corpus, e.g. --preset ptb-cpu or --preset ptb-paper")
+    if is_text_dataset(config.dataset):  # a recurrent cell's language model
+        return TrainResult(*TextTrainSession.start(
+            config, label=label, overwrite=overwrite, genotype=genotype,
+            output=Output(log, progress, plots=False, quiet=quiet)))
     return _TrainSession.start(config, label=label, overwrite=overwrite,
                                output=Output(log, progress, plots, tensorboard, quiet),
                                genotype=genotype)
@@ -170,9 +191,19 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
         if genotype != saved:
             differ.append(f"the genotype ({genotype.compact()}; saved: {saved.compact()})")
     config = resumed_config(config, changes, run_dir, differ)
+    if is_text_dataset(config.dataset):
+        return TrainResult(*TextTrainSession.resume(
+            run_dir, config, checkpoint, genotype=saved,
+            output=Output(log, progress, plots=False, quiet=quiet)))
     return _TrainSession.resume(run_dir, config, checkpoint,
                                 output=Output(log, progress, plots, tensorboard, quiet),
                                 genotype=saved)
+
+
+def _is_text_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` (a checkpoint or a run directory) holds a language model."""
+    _, checkpoint = read_checkpoint(path)
+    return isinstance(checkpoint.get("data"), dict) and "vocab" in checkpoint["data"]
 
 
 def _as_genotype(genotype: Genotype | str) -> Genotype:

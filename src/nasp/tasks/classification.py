@@ -37,6 +37,13 @@ class ClassificationTask:
     name: ClassVar[str] = "classification"
     #: The metrics :meth:`evaluate` returns, in the order :meth:`format` writes them.
     metrics: ClassVar[tuple[str, ...]] = ("loss", "top1", "top5")
+    #: The console's headline metric: the record's ``*_val_acc``, higher is better.
+    headline: ClassVar[str] = "acc"
+    headline_words: ClassVar[str] = "accuracy"
+    higher_is_better: ClassVar[bool] = True
+    #: what the legend calls the train part and the evaluated items
+    train_words: ClassVar[str] = "loss, acc"
+    items: ClassVar[str] = "images"
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean (label-smoothed) cross-entropy of ``output`` (logits) against ``target``."""
@@ -73,6 +80,10 @@ class ClassificationTask:
                 text = "-" if value is None else f"{scale * value:.{digits}f}"
                 parts.append(f"{label} {text}{unit}")
         return " ".join(parts)
+
+    def show(self, value: float | None) -> str:
+        """An accuracy as the console writes it: ``45.6%``."""
+        return "-" if value is None else f"{100 * value:.1f}%"
 
     # -- state carried across batches (a language model carries its hidden state) -------------
     def initial_state(self) -> Any:

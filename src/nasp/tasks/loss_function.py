@@ -38,6 +38,12 @@ class LossFunctionTask:
 
     name: ClassVar[str] = "loss_function"
     metrics: ClassVar[tuple[str, ...]] = ("loss", "top1", "top5")
+    #: the console's headline and words, as a classifier's (see ClassificationTask)
+    headline: ClassVar[str] = ClassificationTask.headline
+    headline_words: ClassVar[str] = ClassificationTask.headline_words
+    higher_is_better: ClassVar[bool] = ClassificationTask.higher_is_better
+    train_words: ClassVar[str] = ClassificationTask.train_words
+    items: ClassVar[str] = "samples"
 
     def loss(self, output: Any, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(output, target)
@@ -86,6 +92,10 @@ class LossFunctionTask:
         if rest:
             parts.append(ClassificationTask().format(rest))
         return " ".join(parts)
+
+    def show(self, value: float | None) -> str:
+        """An accuracy as a classifier's console writes it."""
+        return ClassificationTask().show(value)
 
     def initial_state(self) -> Any:
         return None

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from nasp.core.prox import prox_c1, tie_order
-from nasp.data import DATASETS
+from nasp.data import DATASET_NAMES
 from nasp.errors import BenchmarkError
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
 from nasp.spaces.darts_rnn import drawing
@@ -65,7 +65,7 @@ PRIMITIVE_SETS: dict[str, dict[str, tuple[str, ...]]] = {SPACE: {CELL: RNN_PRIMI
 
 # The corpus of the presets, Penn Treebank, named only where nasp.data knows it: a preset must
 # stay a valid configuration (and `nasp search --help` describable) in a build without it.
-_CORPUS: dict[str, Any] = {"dataset": "ptb"} if "ptb" in DATASETS else {}
+_CORPUS: dict[str, Any] = {"dataset": "ptb"} if "ptb" in DATASET_NAMES else {}
 
 # DARTS's search on PTB (rnn/train_search.py): emsize = nhid = 300, batch 256, 50 epochs, SGD lr
 # 20 without a schedule (w_lr_min = w_lr), no momentum, weight decay 5e-7, gradient clipping
@@ -113,6 +113,8 @@ class DartsRNNSpace:
     has_benchmark = False
     benchmark_about = ""
     cell_types = (CELL,)
+    #: it searches and trains language models on a text corpus (nasp.data.TEXT_DATASETS)
+    data_kind = "text"
 
     def __init__(self, primitives: str = SPACE, steps: int = STEPS):
         if primitives not in PRIMITIVE_SETS:
