@@ -26,17 +26,14 @@ any space.
 from __future__ import annotations
 
 import itertools
-import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from nasp.core.ops import OPS
 from nasp.errors import GenotypeError
-from nasp.runtime.atomic import atomic_write_text
-from nasp.spaces.tuple_text import is_int, one_line, read_genotype_call, short, show
+from nasp.spaces.genotype_file import JSONGenotype
+from nasp.spaces.tuple_text import is_int, read_genotype_call, short, show
 
 __all__ = ["BUILTIN_GENOTYPES", "SPACE", "Genotype", "GenotypeError"]
 
@@ -106,7 +103,7 @@ def _check_concat(field: str, concat: object, n_states: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class Genotype:
+class Genotype(JSONGenotype):
     """The discrete architecture of a DARTS-style cell network.
 
     ``normal`` and ``reduce`` hold two ``(op name, input index)`` pairs per intermediate node,
@@ -173,50 +170,6 @@ class Genotype:
             raise GenotypeError(f"a genotype of space {short(data['space'])} is not a DARTS cell "
                                 f"genotype (space {cls.space!r})")
         return cls(**{key: data[key] for key in _FIELDS})
-
-    def to_json(self, indent: int | None = None) -> str:
-        """JSON text of :meth:`to_dict` (one line unless ``indent`` is given)."""
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Genotype:
-        """Inverse of :meth:`to_json`.
-
-        Raises :class:`GenotypeError` (and nothing else) for any text that is not the JSON of a
-        valid genotype: invalid JSON or UTF-8, another JSON type than an object, wrong keys or
-        nesting, unknown ops, input indices that are not ints (bools and floats are not) or
-        out of range, bad concat lists.
-        """
-        try:
-            data = json.loads(text)
-        except (ValueError, TypeError, RecursionError) as err:
-            raise GenotypeError(f"invalid genotype JSON: {one_line(err)}") from None
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the genotype as JSON to ``path``, atomically.
-
-        The text goes to a temporary file in the same folder, which then replaces ``path``, so an
-        existing file is either kept whole or replaced whole, never left half-written.
-        """
-        atomic_write_text(path, self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Genotype:
-        """Read a genotype written by :meth:`save`.
-
-        Any problem (a missing or unreadable file, text that is not UTF-8, anything
-        :meth:`from_json` refuses) is a :class:`GenotypeError` naming ``path``; nothing else is
-        raised.
-        """
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise GenotypeError(f"cannot read genotype file {path}: {one_line(err)}") from None
-        try:
-            return cls.from_json(text)
-        except GenotypeError as err:
-            raise GenotypeError(f"genotype file {path}: {err}") from None
 
     # ---------------------------------------------------------------------------- DARTS text
 

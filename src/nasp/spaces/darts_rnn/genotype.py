@@ -26,16 +26,13 @@ CNN space holds ``DARTS_V1``/``DARTS_V2``).
 from __future__ import annotations
 
 import itertools
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from nasp.errors import GenotypeError
-from nasp.runtime.atomic import atomic_write_text
-from nasp.spaces.tuple_text import is_int, one_line, read_genotype_call, short, show
+from nasp.spaces.genotype_file import JSONGenotype
+from nasp.spaces.tuple_text import is_int, read_genotype_call, short, show
 
 __all__ = ["BUILTIN_GENOTYPES", "RNN_PRIMITIVES", "SPACE", "RecurrentGenotype"]
 
@@ -97,7 +94,7 @@ def _check_concat(concat: object, n_states: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
-class RecurrentGenotype:
+class RecurrentGenotype(JSONGenotype):
     """A DARTS recurrent cell: ``recurrent[i] = (op, j)`` makes node ``i`` (state ``i + 1``) from
     state ``j <= i``; the output is the mean of the ``concat`` states.
 
@@ -141,32 +138,6 @@ class RecurrentGenotype:
             raise GenotypeError(f"a genotype of space {short(data['space'])} is not a DARTS "
                                 f"recurrent cell genotype (space {cls.space!r})")
         return cls(data["recurrent"], data["concat"])
-
-    def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> RecurrentGenotype:
-        try:
-            data = json.loads(text)
-        except (ValueError, TypeError, RecursionError) as err:
-            raise GenotypeError(f"invalid genotype JSON: {one_line(err)}") from None
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_json` to ``path`` atomically."""
-        atomic_write_text(path, self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RecurrentGenotype:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise GenotypeError(f"cannot read genotype file {path}: {one_line(err)}") from None
-        try:
-            return cls.from_json(text)
-        except GenotypeError as err:
-            raise GenotypeError(f"genotype file {path}: {err}") from None
 
     # ---------------------------------------------------------------------------- DARTS text
     def to_text(self) -> str:

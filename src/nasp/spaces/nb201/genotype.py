@@ -21,16 +21,13 @@ string (:meth:`NB201Genotype.from_string`, ``str()``), and round-trips through J
 
 from __future__ import annotations
 
-import json
-import os
 import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 from nasp.errors import ArchStringError
-from nasp.runtime.atomic import atomic_write_text
+from nasp.spaces.genotype_file import JSONGenotype
 
 __all__ = ["EDGES", "NB201_PRIMITIVES", "SPACE", "ArchStringError", "NB201Genotype",
            "is_nb201_dict"]
@@ -55,12 +52,14 @@ def is_nb201_dict(data: object) -> bool:
 
 
 @dataclass(frozen=True)
-class NB201Genotype:
+class NB201Genotype(JSONGenotype):
     """A NAS-Bench-201 cell: ``ops[e]`` is the op on edge ``e`` (:data:`EDGES` order).
 
     Construction checks that there are 6 known op names; lists are stored as tuples, so a
     genotype is hashable and compares equal however it was built.
     """
+
+    file_error: ClassVar[type[ArchStringError]] = ArchStringError
 
     ops: tuple[str, ...]
 
@@ -171,22 +170,3 @@ class NB201Genotype:
             raise ArchStringError(
                 f"genotype of space {reprlib.repr(data['space'])} is not a NAS-Bench-201 one")
         return cls.from_string(data["arch"])
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON to ``path``, atomically (:mod:`nasp.runtime.atomic`)."""
-        atomic_write_text(path, self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> NB201Genotype:
-        """Read a file written by :meth:`save`; any problem is an :class:`ArchStringError`."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise ArchStringError(f"cannot read genotype file {path}: {err}") from None
-        try:
-            return cls.from_dict(data)
-        except ArchStringError as err:
-            raise ArchStringError(f"genotype file {path}: {err}") from None
