@@ -39,22 +39,19 @@ from nasp.config import SearchConfig
 from nasp.core.measure import flop_count, parameter_count
 from nasp.data.tensors import TensorBatches, TensorData, as_tensor_data
 from nasp.engine.diagnostics import Diagnostics
-from nasp.engine.pictures import write_pictures
-from nasp.engine.report import write_report
 from nasp.engine.reproducibility import resumed_config, use_deterministic_modules
 from nasp.engine.search import (
     BATCHNORM_IMAGES,
     CHECKPOINT,
-    SearchResult,
     _SearchSession,
     read_search_checkpoint,
 )
 from nasp.engine.search import search as search_config
-from nasp.engine.search_console import legend, summary
+from nasp.engine.search_console import legend
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.errors import DatasetError
 from nasp.runtime.runs import RunDir, default_run_dir
-from nasp.spaces import SearchSpace, model_space
+from nasp.spaces import Genotype, SearchSpace, model_space
 from nasp.strategies import build_strategy
 from nasp.tasks import ClassificationTask, Task
 from nasp.tasks.loss_function import LossFunctionTask
@@ -148,31 +145,20 @@ class _ModelSearchSession(_SearchSession):
             record["train_acc"] = None  # a loss without accuracies (a regression)
         return record
 
-    def finish(self, run: RunDir, output: Output) -> SearchResult:
-        genotype = self.strategy.genotype()
-        run.save_torch("arch.pt", {t: a.detach().cpu() for t, a in self.strategy.arch.items()})
-        run.write_text("genotype.json", genotype.to_json() + "\n")
+    next_line = "  next: nasp.fix(model, arch) gives the plain network of the architecture"
+
+    def write_results(self, run: RunDir, genotype: Genotype) -> None:
         run.write_text("arch.json", json.dumps(dict(genotype.plain()), indent=2) + "\n")
-        cells = self._cells()
-        if cells:
-            run.write_text("genotypes.json", json.dumps(cells, indent=2) + "\n")
-        if output.plots:
-            write_pictures(run.path, output.say)
-            write_report(run.path, output.say)
-        shape = tuple(self.data.images.shape[1:])
-        size = {}
-        try:  # as the built-in spaces' evaluation network: the network nasp.fix gives
-            net = self.space.build_evaluation_network(genotype)
-            size = {"parameters": parameter_count(net), "flops": flop_count(net, shape),
-                    "sizes": self.space.describe_sizes(0, 0)}
-        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
-            output.log(f"the architecture's network was not counted: {err}")
-        files = sorted(p.name for p in run.path.iterdir() if p.is_file())
-        lines = summary(self.history, genotype, None, size or None, shape, 0, run.path, files)
-        for line in lines[:-1]:
-            output.log(line)
-        output.log("  next: nasp.fix(model, arch) gives the plain network of the architecture")
-        return SearchResult(genotype, run.path, list(self.history), self.strategy, size)
+
+    def data_shape(self) -> tuple[tuple[int, ...], int]:
+        return tuple(self.data.images.shape[1:]), 0
+
+    def evaluation_size(self, genotype: Genotype) -> dict[str, Any]:
+        """As the built-in spaces' evaluation network: the network ``nasp.fix`` gives."""
+        net = self.space.build_evaluation_network(genotype)
+        return {"parameters": parameter_count(net),
+                "flops": flop_count(net, self.data_shape()[0]),
+                "sizes": self.space.describe_sizes(0, 0)}
 
 
 def search_model(model: nn.Module, train_data: Any, val_data: Any, strategy: str = "nasp", *,

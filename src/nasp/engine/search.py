@@ -298,6 +298,13 @@ class _SearchSession(RunSession):
         """Parameters and FLOPs of the cell's evaluation network (:func:`evaluation_size`)."""
         return evaluation_size(self.space, genotype, *self.data_shape())
 
+    # -- the end of the run (a search on a user's model, nasp.engine.model_search, adds its own)
+    #: the summary's last line (the command that goes on); None: the summary's own
+    next_line: str | None = None
+
+    def write_results(self, run: RunDir, genotype: Genotype) -> None:
+        """Files of the result besides ``arch.pt``, ``genotype.json`` and ``genotypes.json``."""
+
     # -- checkpoints -------------------------------------------------------------------------
     def watched(self) -> list[torch.Tensor]:
         return [*self.net.parameters(), *self.net.buffers(), *self.strategy.arch.values()]
@@ -398,6 +405,7 @@ class _SearchSession(RunSession):
         cells = self._cells()
         if cells:
             run.write_text("genotypes.json", json.dumps(cells, indent=2) + "\n")
+        self.write_results(run, genotype)
         if output.plots:
             write_pictures(run.path, output.say)
             write_report(run.path, output.say)
@@ -411,8 +419,11 @@ class _SearchSession(RunSession):
                 output.log(f"the cell's evaluation network was not counted: {err}")
         files = sorted(p.name for p in run.path.iterdir() if p.is_file()) \
             if distributed.is_main() else []
-        for line in summary(self.history, genotype, self.bench, size or None, shape, classes,
-                            run.path, files, self.task):
+        lines = summary(self.history, genotype, self.bench, size or None, shape, classes,
+                        run.path, files, self.task)
+        if self.next_line:
+            lines[-1] = self.next_line
+        for line in lines:
             output.log(line)
         return SearchResult(genotype, run.path, list(self.history), self.strategy, size)
 
