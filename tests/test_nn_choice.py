@@ -3,6 +3,7 @@ and nasp.search on a user's model (docs/user-spaces.md)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import runpy
 import sys
@@ -282,7 +283,8 @@ def test_a_user_loss_and_resume_continue_exactly(tmp_path, monkeypatch):
 def test_the_examples_run(script, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [script, "--epochs", "1", "--out", str(tmp_path)])
     # not drawn here (seconds): tests/test_user_model_runs.py draws a model run's pictures
-    monkeypatch.setattr("nasp.engine.search.write_pictures", lambda run, log: None)
+    monkeypatch.setattr(importlib.import_module("nasp.engine.search"), "write_pictures",
+                        lambda run, log: None)
     runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     out = capsys.readouterr().out
     assert "architecture: {" in out and (tmp_path / "arch.json").is_file()
