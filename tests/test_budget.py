@@ -1,0 +1,205 @@
+"""Hard budgets (nasp.core.budget): the constrained projection against brute force, ties included;
+prox_c1 when the budget does not bind; infeasible budgets; sampling within a budget; cost tables
+against built networks; a budgeted search end to end."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from nasp.core.budget import Budget, CellRule, CostTable, best_within, sample_within
+from nasp.core.prox import prox_c1, selection_indices, tie_order
+from nasp.errors import ConfigError
+
+# -- brute force --------------------------------------------------------------------------------
+
+
+def _node_options(edge_node, keep, ops):
+    """Per node: every (kept edges, op per kept edge) choice, as {edge: op} dicts."""
+    nodes = {}
+    for e, n in enumerate(edge_node):
+        nodes.setdefault(n, []).append(e)
+    out = []
+    for edges in nodes.values():
+        k = min(keep, len(edges))
+        out.append([dict(zip(chosen, choice)) for chosen in itertools.combinations(edges, k)
+                    for choice in itertools.product(ops, repeat=k)])
+    return out
+
+
+def brute_force(scores, tables, constant, rules, allowed=None):
+    """The best selection within a limit by enumeration: greatest score, then smallest code
+    vector. Returns a function of the limit (None: nothing fits)."""
+    per_type = []
+    for t, rule in rules.items():
+        E, K = tables[t].shape
+        ops = [k for k in range(K) if allowed is None or allowed[t][k]]
+        cells = []
+        for combo in itertools.product(*_node_options(rule.edge_node, rule.keep, ops)):
+            pick = {e: k for part in combo for e, k in part.items()}
+            sel = tuple(pick.get(e, -1) for e in range(E))
+            score = sum(float(scores[t][e, k]) for e, k in pick.items())
+            cost = sum(float(tables[t][e, k]) for e, k in pick.items())
+            code = tuple(rule.order.index(k) if k >= 0 else K for k in sel)
+            cells.append((sel, score, cost, code))
+        per_type.append((t, cells))
+    every = []
+    for combo in itertools.product(*(cells for _, cells in per_type)):
+        every.append((constant + sum(c[2] for c in combo),
+                      (sum(c[1] for c in combo), tuple(-x for c in combo for x in c[3])),
+                      {t: c[0] for (t, _), c in zip(per_type, combo)}))
+
+    def best(limit):
+        fits = [(key, sel) for cost, key, sel in every if cost <= limit]
+        return max(fits, key=lambda f: f[0])[1] if fits else None
+
+    return best
+
+
+def _eighths(g, shape, top=8):
+    return torch.randint(0, top + 1, shape, generator=g).double() / 8
+
+
+NB201_RULE = CellRule(edge_node=(0, 1, 1, 2, 2, 2), keep=3,
+                      order=tuple(tie_order(["none", "skip", "c1", "c3", "pool"]).tolist()))
+KEEP2_RULE = CellRule(edge_node=(0, 0, 1, 1, 1), keep=2,
+                      order=tuple(tie_order(["none", "a", "b"]).tolist()))
+
+
+def _budget(tables, rules, constant, limit):
+    return Budget(CostTable("params", constant, tables), rules, limit)
+
+
+# -- the constrained projection -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nb201_sized_projection_equals_brute_force(seed):
+    g = torch.Generator().manual_seed(seed)
+    A = {"cell": _eighths(g, (6, 5), top=4)}  # few values: many ties
+    table = torch.randint(0, 4, (6, 5), generator=g).double() * 100
+    table[:, 0] = 0  # none is free
+    rules = {"cell": NB201_RULE}
+    lo, hi = 7.0, 7.0 + table.max(dim=1).values.sum().item()
+    best = brute_force(A, {"cell": table}, 7.0, rules)
+    for limit in torch.linspace(lo, hi, 6).tolist():
+        budget = _budget({"cell": table}, rules, 7.0, limit)
+        want = best(limit)
+        assert best_within(A, budget) == want, limit
+        assert budget.costs.cost(want) <= limit
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_keep2_space_joint_budget_equals_brute_force(seed):
+    """Two cell types of a keep-2-of-n space share one budget."""
+    g = torch.Generator().manual_seed(10 + seed)
+    rules = {"normal": KEEP2_RULE, "reduce": CellRule((0, 0, 0), 1, (1, 0, 2))}
+    A = {"normal": _eighths(g, (5, 3), top=3), "reduce": _eighths(g, (3, 3), top=3)}
+    tables = {t: torch.randint(0, 5, (a.shape[0], 3), generator=g).double() for t, a in A.items()}
+    low = sum(t.min(dim=1).values.sum().item() for t in tables.values())
+    best = brute_force(A, tables, 0.0, rules)
+    for limit in [low - 1, low, low + 2, low + 4, low + 7, 100.0]:
+        budget = _budget(tables, rules, 0.0, limit)
+        want = best(limit)
+        if want is None:
+            with pytest.raises(ConfigError):
+                best_within(A, budget)
+        else:
+            assert best_within(A, budget) == want, limit
+
+
+def test_derive_excludes_ops():
+    """With ``derive``, the ops ``derive_allowed`` leaves out are never chosen."""
+    g = torch.Generator().manual_seed(3)
+    rule = CellRule((0, 0, 1, 1, 1), 2, (1, 2, 0), derive_allowed=(False, True, True))
+    A = {"c": _eighths(g, (5, 3))}
+    A["c"][:, 0] = 1.0  # the excluded op is the best everywhere
+    table = torch.randint(0, 5, (5, 3), generator=g).double()
+    for limit in [4.0, 6.0, 9.0]:
+        budget = _budget({"c": table}, {"c": rule}, 0.0, limit)
+        want = brute_force(A, {"c": table}, 0.0, {"c": rule},
+                           allowed={"c": rule.derive_allowed})(limit)
+        got = best_within(A, budget, derive=True) if want is not None else None
+        assert got == want
+
+
+@pytest.mark.parametrize("rule,shape", [(NB201_RULE, (6, 5)), (KEEP2_RULE, (5, 3))])
+def test_unbound_budget_is_prox_c1_with_ties(rule, shape):
+    """The dynamic programme itself (not the shortcut) reproduces prox_c1's tie-breaks."""
+    from nasp.core.budget import _dp
+
+    g = torch.Generator().manual_seed(5)
+    for _ in range(20):
+        A = {"c": _eighths(g, shape, top=2)}
+        budget = _budget({"c": torch.ones(shape, dtype=torch.float64)}, {"c": rule}, 0.0, 1e9)
+        want = tuple(selection_indices(prox_c1(A["c"], torch.tensor(rule.edge_node), rule.keep,
+                                               torch.tensor(rule.order))).tolist())
+        assert _dp(A, budget, False) == {"c": want}
+        assert best_within(A, budget) == {"c": want}
+
+
+def test_infeasible_budget_names_the_cheapest_cost():
+    table = torch.tensor([[0.0, 5.0], [3.0, 4.0]])
+    budget = _budget({"c": table}, {"c": CellRule((0, 1), 1, (0, 1))}, 10.0, 12.0)
+    with pytest.raises(ConfigError, match=r"--max-params 12 parameters.*costs 13 parameters"):
+        best_within({"c": torch.zeros(2, 2)}, budget)
+    assert budget.cheapest() == 13.0
+
+
+def test_dp_cost_on_darts_sized_space_is_small():
+    """14 edges x 8 ops x 2 cell types, keep 2: exact and feasible (the speed is measured in
+    docs/budgets.md, not here)."""
+    g = torch.Generator().manual_seed(0)
+    edge_node = tuple(i for i in range(4) for _ in range(i + 2))
+    rule = CellRule(edge_node, 2, tuple(range(1, 8)) + (0,))
+    tables = {t: torch.randint(0, 10_000, (14, 8), generator=g).double() for t in "nr"}
+    A = {t: torch.rand(14, 8, generator=g, dtype=torch.float64) for t in "nr"}
+    budget = _budget(tables, {"n": rule, "r": rule}, 0.0, 60_000.0)
+    sel = best_within(A, budget)
+    assert budget.costs.cost(sel) <= 60_000.0
+    for t in "nr":
+        for n in range(4):
+            assert sum(sel[t][e] >= 0 for e in range(14) if edge_node[e] == n) == 2
+
+
+# -- sampling within a budget -------------------------------------------------------------------
+
+
+def test_sampling_is_uniform_over_the_fitting_selections():
+    """Rejection from a uniform draw over a 3-edge, 3-op space: every fitting selection and only
+    those, with frequencies close to uniform (a loose chi-square bound)."""
+    table = torch.tensor([[0.0, 1.0, 2.0]] * 3, dtype=torch.float64)
+    budget = _budget({"c": table}, {"c": CellRule((0, 1, 2), 1, (1, 2, 0))}, 0.0, 3.0)
+
+    def draw(gen):
+        return {"c": tuple(torch.randint(3, (3,), generator=gen).tolist())}
+
+    fitting = {s for s in itertools.product(range(3), repeat=3) if sum(s) <= 3}
+    g = torch.Generator().manual_seed(0)
+    n = 3400
+    counts = {}
+    for _ in range(n):
+        s = sample_within(draw, budget, g)["c"]
+        counts[s] = counts.get(s, 0) + 1
+    assert set(counts) == fitting
+    expected = n / len(fitting)
+    chi2 = sum((counts[s] - expected) ** 2 / expected for s in fitting)
+    assert chi2 < 3 * len(fitting)  # dof 16: mean 16, far from 51
+
+
+def test_sampling_too_tight_is_a_clear_error():
+    table = torch.tensor([[0.0, 1.0]] * 20, dtype=torch.float64)
+    budget = _budget({"c": table}, {"c": CellRule(tuple(range(20)), 1, (0, 1))}, 0.0, 0.0)
+    draw = lambda gen: {"c": tuple(torch.randint(2, (20,), generator=gen).tolist())}  # noqa: E731
+    with pytest.raises(ConfigError, match="--max-params"):
+        sample_within(draw, budget, torch.Generator().manual_seed(0), tries=50)
+
+
+def test_costs_are_summed_in_float64():
+    table = torch.tensor([[0.1, 0.2]], dtype=torch.float64)
+    assert CostTable("latency", 1.0, {"c": table}).cost({"c": (1,)}) == 1.0 + 0.2
+    assert math.isinf(_budget({"c": table}, {"c": CellRule((0,), 1, (0, 1))}, 0.0, 1.0)
+                      .cheapest() * math.inf)
