@@ -203,3 +203,123 @@ def test_costs_are_summed_in_float64():
     assert CostTable("latency", 1.0, {"c": table}).cost({"c": (1,)}) == 1.0 + 0.2
     assert math.isinf(_budget({"c": table}, {"c": CellRule((0,), 1, (0, 1))}, 0.0, 1.0)
                       .cheapest() * math.inf)
+
+
+# -- cost tables against built networks ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,primitives", [("nb201", "nb201"), ("darts", "darts"),
+                                             ("darts", "nasp-12")])
+def test_cost_table_is_the_built_networks_count(name, primitives):
+    """The table's prediction equals parameter_count / flop_count of the evaluation network of
+    random cells (small sizes, 8x8 images; flops on the meta device)."""
+    from nasp.core.measure import flop_count, parameter_count
+    from nasp.spaces import build_space
+
+    space = build_space(name, primitives)
+    shape, sizes = (1, 8, 8), dict(layers=3, channels=4)
+    tables = {m: space.cost_table(m, shape, 10, **sizes) for m in ("params", "flops")}
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        selection = space.random_selection(g)
+        with torch.device("meta"):
+            net = space.build_evaluation_network(space.genotype_of(selection), 1, 10, **sizes)
+        assert tables["params"].cost(selection) == parameter_count(net)
+        assert tables["flops"].cost(selection) == flop_count(net, shape)
+
+
+def test_latency_table_round_trip_and_mismatch(tmp_path):
+    """A table written as `nasp profile` writes it is read back; one of another network is a
+    clear error."""
+    import json
+
+    from nasp.spaces import build_space
+    from nasp.spaces.costs import latency_record
+
+    space = build_space("nb201")
+    sites = space.edge_sites((1, 8, 8), 10)
+    rows = [[0.0, 0.125, 0.5, 1.0, 0.25]] * 6
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps(latency_record(sites, {"cell": rows}, 2.0, "nb201", "nb201")))
+    table = space.cost_table("latency", (1, 8, 8), 10, latency_table=path)
+    assert table.cost({"cell": (3,) * 6}) == 8.0
+    with pytest.raises(ConfigError, match="measured for network"):
+        space.cost_table("latency", (3, 32, 32), 10, latency_table=path)
+
+
+# -- budgets in a search --------------------------------------------------------------------------
+
+
+TINY = ["search", "--space", "nb201", "--preset", "tiny", "--epochs", "2", "--subset", "64",
+        "--no-progress", "--no-plots"]
+
+
+def _limit_between_cheapest_and_free():
+    """A --max-params that binds NASP's start cell (all skip_connect, free) only when it asks
+    for more than the cheapest: the cheapest plus one 1x1 convolution on 5 cells x 3 stages."""
+    from nasp.spaces import build_space
+
+    table = build_space("nb201").cost_table("params", (1, 8, 8), 10)
+    return int(table.constant + table.tables["cell"][0, 2].item())
+
+
+@pytest.mark.parametrize("strategy", ["nasp", "darts", "random"])
+def test_search_within_a_parameter_budget(tmp_path, capsys, strategy):
+    """Every strategy's found cell, built and counted, fits --max-params; the run reports it."""
+    import json
+
+    from nasp.apps.cli import main
+    from nasp.core.measure import parameter_count
+    from nasp.spaces import build_space, load_genotype
+
+    limit = _limit_between_cheapest_and_free()
+    out = tmp_path / strategy
+    assert main([*TINY, "--strategy", strategy, "--max-params", str(limit), "--out",
+                 str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "of at most" in printed and "parameters" in printed
+    genotype = load_genotype(out / "genotype.json")
+    net = build_space("nb201").build_evaluation_network(genotype, 1, 10, 5, 16)
+    assert parameter_count(net) <= limit
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["budget"] == {"metric": "params", "limit": limit,
+                                "cost": parameter_count(net)}
+
+
+def test_nasp_projection_binds_under_a_budget():
+    """With A favouring 3x3 convolutions everywhere, NASP's projection under a budget is the
+    brute-force best within it (not prox_c1's all-conv cell)."""
+    from nasp.config import SearchConfig
+    from nasp.spaces import build_space
+    from nasp.strategies import build_strategy
+
+    limit = _limit_between_cheapest_and_free() + 20_000
+    config = SearchConfig(space="nb201", strategy="nasp", layers=1, channels=4,
+                          max_params=limit)
+    space = build_space("nb201")
+    net = space.build_supernet(1, 10, 1, 4)
+    strategy = build_strategy("nasp", space, net, config)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        strategy.arch["cell"].copy_(_eighths(g, (6, 5), top=3))
+        strategy.arch["cell"][:, 3] = 1.0
+    strategy.project()
+    budget = strategy.budget
+    want = brute_force({"cell": strategy.arch["cell"].detach().double()}, budget.costs.tables,
+                       budget.costs.constant, budget.rules)(limit)
+    assert strategy.selection == want
+    assert budget.costs.cost(want) <= limit
+    assert strategy.A_bar["cell"].sum().item() == 6
+
+
+def test_infeasible_budget_on_the_command_line(tmp_path, capsys):
+    from nasp.apps.cli import main
+    from nasp.core.measure import parameter_count
+    from nasp.spaces import build_space
+
+    assert main([*TINY, "--max-params", "1000", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--max-params 1,000 parameters is below the cheapest" in err and "Traceback" not in err
+    cheapest = build_space("nb201").build_evaluation_network("|none~0|+|none~0|none~1|+|none~0|"
+                                                             "none~1|none~2|", 1, 10, 5, 16)
+    assert f"costs {parameter_count(cheapest):,} parameters" in err

@@ -212,8 +212,10 @@ def test_old_flat_file_with_other_strategies_defaults_loads(tmp_path):
     new = yaml.safe_load(config.to_yaml())
     others = {"size_penalty", "arch_mode", "init_noise", "arch_update", "nasp_cell", "arch_grad",
               "path_mix", "random_samples"}  # nasp's and random search's options
-    assert set(new) == set(old) - others
-    assert new == {k: v for k, v in old.items() if k not in others}
+    budgets = {"max_params", "max_flops", "max_latency", "latency_table"}  # newer: None
+    assert set(new) == set(old) - others | budgets
+    assert new == {**{k: v for k, v in old.items() if k not in others},
+                   **dict.fromkeys(budgets)}
     # every strategy's file of today loads back to the same config and text
     for name in STRATEGIES:
         config = preset("tiny", strategy=name, seed=3, **({"random_samples": 2}

@@ -3,7 +3,8 @@
 The baseline of Li & Talwalkar ("Random search and reproducibility for NAS", 2019), run inside
 the same search loop and budget (epochs) as NASP and DARTS. ``K = random_samples``
 (default: one per epoch) selections are drawn at construction with the space's
-``random_selection``, from a generator seeded with ``config.seed``. At the end of epoch ``e`` of
+``random_selection``, from a generator seeded with ``config.seed`` (under a budget, only those
+within it: :func:`~nasp.core.budget.sample_within`). At the end of epoch ``e`` of
 ``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
 ways:
 
@@ -36,6 +37,7 @@ from torch import nn
 
 from nasp.config import SearchConfig
 from nasp.config.options import StrategyOptions, is_int, option
+from nasp.core.budget import sample_within
 from nasp.core.mixed import CellPlan
 from nasp.errors import ConfigError
 from nasp.registry import STRATEGIES
@@ -101,7 +103,11 @@ class RandomSearch(Strategy):
                 f"benchmark table every sampled architecture is trained for at least one epoch; "
                 f"sample at most {config.epochs} or give more epochs")
         generator = torch.Generator().manual_seed(config.seed)
-        self.candidates = [space.random_selection(generator) for _ in range(samples)]
+        if self.budget is None:
+            self.candidates = [space.random_selection(generator) for _ in range(samples)]
+        else:  # uniform among the cells within the budget (rejection)
+            self.candidates = [sample_within(space.random_selection, self.budget, generator)
+                               for _ in range(samples)]
         self.scores: list[float | None] = [None] * samples
         self.initial_state = None if self.shared else {
             k: v.detach().clone() for k, v in net.state_dict().items()}
