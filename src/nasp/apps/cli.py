@@ -304,7 +304,7 @@ EXAMPLES = {
     "report": ("nasp report runs/digits", _TRAINED),
     "compare": ("nasp compare --seeds 0 1 --preset tiny --train-preset tiny --out runs/cmp",
                 None),
-    "profile": ("nasp profile --space nb201 --device cpu --repeats 5 --out ops.json", None),
+    "profile": ("nasp profile --device cpu --repeats 5 --out ops.json", None),
 }
 
 
