@@ -323,3 +323,23 @@ def test_infeasible_budget_on_the_command_line(tmp_path, capsys):
     cheapest = build_space("nb201").build_evaluation_network("|none~0|+|none~0|none~1|+|none~0|"
                                                              "none~1|none~2|", 1, 10, 5, 16)
     assert f"costs {parameter_count(cheapest):,} parameters" in err
+
+
+def test_profile_writes_a_table_the_search_reads(tmp_path):
+    """nasp profile's timing on a tiny network: one entry per edge and op, read back as a
+    latency cost table."""
+    import json
+
+    from nasp.apps.profile import profile_space
+    from nasp.spaces import build_space
+    from nasp.spaces.costs import latency_record, read_latency_table
+
+    space = build_space("nb201")
+    sites = space.edge_sites((1, 8, 8), 10, layers=1, channels=2)
+    ops_ms, constant = profile_space(sites, "cpu", 1, say=lambda line: None)
+    assert [len(r) for r in ops_ms["cell"]] == [5] * 6 and constant >= 0
+    assert all(v > 0 for row in ops_ms["cell"] for v in row)
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps(latency_record(sites, ops_ms, constant, "nb201", "nb201")))
+    table = read_latency_table(path, sites, "nb201", "nb201")
+    assert table.tables["cell"].tolist() == ops_ms["cell"]

@@ -18,6 +18,7 @@ import io
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def time_module(net: nn.Module, input_shape: tuple[int, ...], device: str,
     if device == "onnxruntime":
         ort = require("onnxruntime", "export", "nasp profile --device onnxruntime")
         buffer = io.BytesIO()
-        torch.onnx.export(net, (x,), buffer, dynamo=False)
+        with warnings.catch_warnings():  # tracer warnings about shape checks: one fixed shape
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), buffer, dynamo=False)
         session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         feed = {name: x.numpy()}
