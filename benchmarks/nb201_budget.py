@@ -161,7 +161,7 @@ def plot(results: dict, cells, acc, out: Path) -> None:
     xs = [p / 1e6 for a, p in cells if a in acc]
     ys = [acc[a] for a, p in cells if a in acc]
     ax.scatter(xs, ys, s=2, color="lightgrey", label="all 15,625 cells")
-    pts = results["front"]
+    pts = [*results["front"], (max(p for _, p in cells), results["front"][-1][1])]
     ax.step([p / 1e6 for p, _ in pts], [a for _, a in pts], where="post", color="black",
             linewidth=1, label="Pareto front")
     for strategy, marker in zip(STRATEGIES, "o^s"):
@@ -173,7 +173,8 @@ def plot(results: dict, cells, acc, out: Path) -> None:
         ax.axvline(budget / 1e6, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xlabel("parameters of the benchmark network (M); dotted: the budgets")
     ax.set_ylabel("CIFAR-10 accuracy in the table (%)")
-    ax.set_ylim(bottom=80)
+    found = [r["accuracy"] for row in results["rows"] for r in row["runs"]]
+    ax.set_ylim(bottom=min([80.0, *found]) - 2)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
