@@ -105,9 +105,8 @@ class RandomSearch(Strategy):
         generator = torch.Generator().manual_seed(config.seed)
         if self.budget is None:
             self.candidates = [space.random_selection(generator) for _ in range(samples)]
-        else:  # uniform among the cells within the budget (rejection)
-            self.candidates = [sample_within(space.random_selection, self.budget, generator)
-                               for _ in range(samples)]
+        else:  # uniform among the cells within the budget (exact, by counting)
+            self.candidates = [sample_within(self.budget, generator) for _ in range(samples)]
         self.scores: list[float | None] = [None] * samples
         self.initial_state = None if self.shared else {
             k: v.detach().clone() for k, v in net.state_dict().items()}
