@@ -22,6 +22,9 @@ cell types and edges in order are lexicographically smallest. It is the order of
 (ops by ``tie_order``, ``none`` last; kept edges: lowest index), so with a budget that does not
 bind the result is ``prox_c1``'s exactly, ties included (:func:`best_within` returns
 ``prox_c1``'s selection itself when it fits). Sums are float64.
+
+:func:`sample_within` draws uniformly among the selections within a budget by the same
+decomposition, with counts in place of the best score (random search).
 """
 
 from __future__ import annotations
