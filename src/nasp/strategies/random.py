@@ -3,8 +3,8 @@
 The baseline of Li & Talwalkar ("Random search and reproducibility for NAS", 2019), run inside
 the same search loop and budget (epochs) as NASP and DARTS. ``K = random_samples``
 (default: one per epoch) selections are drawn at construction with the space's
-``random_selection``, from a generator seeded with ``config.seed`` (under a budget, only those
-within it: :func:`~nasp.core.budget.sample_within`). At the end of epoch ``e`` of
+``random_selection``, from a generator seeded with ``config.seed`` (under a budget, uniformly
+among the cells within it instead: :func:`~nasp.core.budget.sample_within`). At the end of epoch ``e`` of
 ``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
 ways:
 
