@@ -212,10 +212,13 @@ def test_old_flat_file_with_other_strategies_defaults_loads(tmp_path):
     new = yaml.safe_load(config.to_yaml())
     others = {"size_penalty", "arch_mode", "init_noise", "arch_update", "nasp_cell", "arch_grad",
               "path_mix", "random_samples"}  # nasp's and random search's options
-    added = {"bptt", "bptt_rule"}  # run options added since (text corpora), at their defaults
+    added = {"bptt", "bptt_rule", "max_params", "max_flops", "max_latency",
+             "latency_table"}  # run options added since, at their defaults
     assert set(new) == (set(old) - others) | added
     assert {k: v for k, v in new.items() if k not in added} == {
         k: v for k, v in old.items() if k not in others}
+    assert all(new[k] is None for k in ("max_params", "max_flops", "max_latency",
+                                        "latency_table"))
     # every strategy's file of today loads back to the same config and text
     for name in STRATEGIES:
         config = preset("tiny", strategy=name, seed=3, **({"random_samples": 2}
@@ -406,5 +409,6 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_search_config_file_keys():
-    added = {"bptt", "bptt_rule"}  # run options added since (text corpora)
+    added = {"bptt", "bptt_rule",  # run options added since (text corpora, budgets)
+             "max_params", "max_flops", "max_latency", "latency_table"}
     assert SearchConfig.keys() == set(yaml.safe_load(OLD_DARTS2_FILE)) | added

@@ -54,6 +54,9 @@ def test_every_space_fits_the_protocol(name):
     assert set(space.arch_shapes()) == set(space.cell_types) == set(space.primitives)
     for t, (edges, ops) in space.arch_shapes().items():
         assert len(space.edge_labels(t)) == edges and ops == len(space.primitives[t])
+        assert len(space.budget_rules()[t].edge_node) == edges
+    table = space.cost_table("params", (1, 8, 8), 10, layers=3, channels=4)
+    assert {t: tuple(a.shape) for t, a in table.tables.items()} == space.arch_shapes()
     genotype = a_genotype(name)
     assert space_of(genotype).name == name
     assert set(cls.picture_cells(genotype)) <= set(space.cell_types)

@@ -20,6 +20,7 @@ from nasp.apps.arguments import (
 )
 from nasp.apps.cli_experiments import add_bench_parser, add_compare_parser
 from nasp.apps.export import FORMATS
+from nasp.apps.profile import add_profile_parser
 from nasp.config import (
     PRESETS,
     TRAIN_PRESETS,
@@ -320,6 +321,7 @@ EXAMPLES = {
     "report": ("nasp report runs/digits", _TRAINED),
     "compare": ("nasp compare --seeds 0 1 --preset tiny --train-preset tiny --out runs/cmp",
                 None),
+    "profile": ("nasp profile --device cpu --repeats 5 --out ops.json", None),
 }
 
 
@@ -361,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _plot_parser(sub)
     _report_parser(sub)
     add_compare_parser(sub)
+    add_profile_parser(sub)
     _with_example(parser, "nasp")
     for name, command in sub.choices.items():
         _with_example(command, name)

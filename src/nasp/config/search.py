@@ -29,6 +29,7 @@ from nasp.config.base import (
     _is_number,
     read_yaml,
 )
+from nasp.config.budget import run_budget
 from nasp.config.options import RUN_OPTIONS, StrategyOptions, option
 from nasp.errors import ConfigError
 from nasp.registry import STRATEGIES
@@ -106,6 +107,23 @@ class SearchConfig(_Config):
         help="the benchmark's accuracy column to report, or the benchmark's data set "
              "(cifar10-valid, imagenet16-120, ...) (default: the one of --dataset: cifar10, "
              "cifar100; needed for other data sets)")
+    # hard budgets (nasp.core.budget, nasp.config.budget): of the evaluation network the cell
+    # will be trained in (the space's evaluation sizes, this data set's images and classes)
+    max_params: int | None = option(
+        None, metavar="N",
+        help="hard budget: the found cell's evaluation network (at the space's training "
+             "sizes, as `nasp info` counts it) has at most N parameters (NASP projects within "
+             "it, DARTS derives within it, random search samples within it)")
+    max_flops: int | None = option(
+        None, metavar="N", help="hard budget: at most N FLOPs per image (as --max-params)")
+    max_latency: float | None = option(
+        None, metavar="MS",
+        help="hard budget: at most MS milliseconds per image by the --latency-table (as "
+             "--max-params)")
+    latency_table: str | None = option(
+        None, metavar="PATH",
+        help="the per-op latency table of --max-latency, measured on the target device by "
+             "`nasp profile --out PATH`")
     # run
     seed: int = option(**RUN_OPTIONS["seed"])
     device: str = option(**RUN_OPTIONS["device"])
@@ -151,6 +169,7 @@ class SearchConfig(_Config):
             self.primitives = space.default_primitives
         self.validate()
         self._check_space()
+        run_budget(self, read_data=False)  # an infeasible budget fails here
 
     def _check_sizes(self) -> None:
         """``layers`` and ``channels`` as the space's networks take them."""

@@ -31,8 +31,9 @@ def flop_count(net: nn.Module, input_shape: Sequence[int]) -> int:
     no drop-path): convolutions and matrix products, a multiply-add counting 2; BatchNorm, ReLU
     and pooling are not counted. The papers' "multiply-adds" are half this number.
     """
-    first = next(net.parameters())
-    x = torch.zeros(1, *input_shape, dtype=first.dtype, device=first.device)
+    first = next(net.parameters(), None)  # a parameter-free module (a pooling op): float32
+    x = torch.zeros(1, *input_shape, dtype=first.dtype if first is not None else None,
+                    device=first.device if first is not None else None)
     was_training = net.training
     net.eval()
     try:

@@ -61,6 +61,7 @@ from nasp.engine.reproducibility import (
 )
 from nasp.engine.search_console import (
     cell_line,
+    check_budget,
     epoch_line,
     evaluation_size,
     legend,
@@ -385,6 +386,7 @@ class _SearchSession(RunSession):
             "arch": {t: a.detach().cpu().tolist() for t, a in strategy.arch.items()},
             "diagnostics": self.diagnostics.measure(strategy.arch, genotype),
             **strategy.epoch_metrics(), **benchmark_record(self.bench, genotype),
+            **strategy.budget_record(genotype),
         }
         cells = self._cells()
         if cells:
@@ -417,10 +419,13 @@ class _SearchSession(RunSession):
             except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
                 # the search's files are written: a size that cannot be counted is a line
                 output.log(f"the cell's evaluation network was not counted: {err}")
+        budget = self.strategy.budget_record(genotype).get("budget")
+        if budget is not None and distributed.is_main():
+            check_budget(budget, size)  # a cell over its budget is a bug: raises
         files = sorted(p.name for p in run.path.iterdir() if p.is_file()) \
             if distributed.is_main() else []
         lines = summary(self.history, genotype, self.bench, size or None, shape, classes,
-                        run.path, files, self.task)
+                        run.path, files, self.task, budget)
         if self.next_line:
             lines[-1] = self.next_line
         for line in lines:

@@ -32,8 +32,8 @@ from nasp.spaces import Benchmark, Genotype, SearchSpace
 from nasp.strategies import Strategy
 from nasp.tasks import ClassificationTask, Task
 
-__all__ = ["WIDTH", "cell_line", "count_text", "epoch_line", "evaluation_size", "legend",
-           "summary"]
+__all__ = ["WIDTH", "budget_text", "cell_line", "check_budget", "count_text", "epoch_line",
+           "evaluation_size", "legend", "summary"]
 
 #: The width an epoch's line keeps within (up to 99 epochs and a time left under 100 hours).
 WIDTH = 120
@@ -147,10 +147,37 @@ def count_text(n: float) -> str:
     return f"{n:.0f}"
 
 
+def check_budget(budget: Mapping[str, Any], size: Mapping[str, Any] | None) -> None:
+    """The found cell against its hard budget (``budget``: metric, limit and the cost table's
+    cost), with its evaluation network built and counted (``size``, :func:`evaluation_size`)
+    for parameters and FLOPs: a cell over the budget, or a count that differs from the table's,
+    is a bug (``RuntimeError``)."""
+    counted = {"params": "parameters", "flops": "flops"}.get(budget["metric"])
+    cost = budget["cost"]
+    if counted is not None and size:
+        if size[counted] != cost:
+            raise RuntimeError(f"nasp bug: the cost table says {cost:,.0f} {counted}, the built "
+                               f"evaluation network has {size[counted]:,}")
+        cost = size[counted]
+    if cost > budget["limit"]:
+        raise RuntimeError(f"nasp bug: the found cell costs {cost} {budget['metric']}, over "
+                           f"its budget {budget['limit']}")
+
+
+def budget_text(budget: Mapping[str, Any]) -> str:
+    """``budget: 0.56M of at most 0.60M parameters`` (or FLOPs, or ms)."""
+    metric, cost, limit = budget["metric"], budget["cost"], budget["limit"]
+    if metric == "latency":
+        return f"budget: {cost:.4g} of at most {limit:.4g} ms (latency table)"
+    unit = "parameters" if metric == "params" else "FLOPs"
+    return f"budget: {count_text(cost)} of at most {count_text(limit)} {unit}"
+
+
 def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
             bench: Benchmark | None, size: Mapping[str, Any] | None,
             input_shape: Sequence[int], num_classes: int, run_dir: Path,
-            files: Sequence[str], task: Task | None = None) -> list[str]:
+            files: Sequence[str], task: Task | None = None,
+            budget: Mapping[str, Any] | None = None) -> list[str]:
     """The lines printed at the end of a search: a table of the final and best (epoch)
     accuracies (``task``'s headline metric: perplexities of a language model, the lowest
     best; validation losses, lowest best, where the task measured no accuracy), the cell, the
@@ -214,6 +241,8 @@ def summary(history: Sequence[Mapping[str, Any]], genotype: Genotype,
         lines.append(f"  evaluation network ({size['sizes']}, {data}): "
                      f"{count_text(size['parameters'])} parameters, "
                      f"{count_text(size['flops'])} FLOPs")
+    if budget is not None:
+        lines.append(f"  {budget_text(budget)}")
     lines += textwrap.wrap(f"files in {run_dir}: {', '.join(files)}", WIDTH,
                            initial_indent="  ", subsequent_indent="    ",
                            break_on_hyphens=False, break_long_words=False)

@@ -16,12 +16,14 @@ called on an instance, built by :func:`nasp.spaces.build_space` with one of the 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from nasp.core.budget import CellRule, CostTable
 
 ArchTensors = Mapping[str, torch.Tensor]
 """One architecture matrix ``(edges, ops)`` per cell type."""
@@ -174,6 +176,29 @@ class SearchSpace(Protocol):
 
     def edge_labels(self, cell_type: str) -> list[str]:
         """``node<-input`` label of every row of ``cell_type``'s architecture matrix."""
+        ...
+
+    # -- hard budgets (nasp.core.budget) --------------------------------------------------------
+    def budget_rules(self) -> dict[str, CellRule]:
+        """Per cell type, what ``C1`` is (nodes of the edges, edges kept per node, op tie order,
+        the ops :meth:`derive` may choose), for the constrained projection and derivation."""
+        ...
+
+    def cost_table(self, metric: str, input_shape: Sequence[int], num_classes: int,
+                   layers: int | None = None, channels: int | None = None,
+                   latency_table: str | os.PathLike[str] | None = None) -> CostTable:
+        """The cost (``params``, ``flops``, or ``latency`` from ``latency_table``, a ``nasp
+        profile`` file) of the evaluation network at :attr:`evaluation_sizes` (or ``layers``,
+        ``channels``) for inputs of ``input_shape`` and ``num_classes`` classes: a constant
+        plus one ``(edges, ops)`` table per cell type, exactly additive over the chosen ops
+        (:mod:`nasp.spaces.costs`)."""
+        ...
+
+    def edge_sites(self, input_shape: Sequence[int], num_classes: int, layers: int | None = None,
+                   channels: int | None = None) -> Any:
+        """The evaluation network's edges as :mod:`nasp.spaces.costs` measures them (an
+        ``EdgeSites``: the all-``none`` network, and channels, stride and input shape of every
+        edge of every cell)."""
         ...
 
     # -- networks ------------------------------------------------------------------------------

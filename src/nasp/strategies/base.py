@@ -52,7 +52,9 @@ import torch
 from torch import nn
 
 from nasp.config import SearchConfig
+from nasp.config.budget import run_budget
 from nasp.config.options import StrategyOptions, check_numbers, is_int, is_number, option
+from nasp.core.budget import Budget, best_within
 from nasp.core.mixed import CellPlan
 from nasp.errors import ConfigError
 from nasp.runtime import distributed
@@ -159,6 +161,9 @@ class Strategy(ABC):
         if config.strategy != self.name:  # another strategy's config: the options this one shares
             config = config.replace(strategy=self.name)
         self.config = config
+        #: the hard budget (--max-params, ...; None without one): NASP projects within it,
+        #: DARTS derives within it, random search samples within it (nasp.core.budget)
+        self.budget: Budget | None = run_budget(config)
         first = next(net.parameters())
         self.amp_dtype = resolve_precision(config.precision, first.device)
         self.arch = {t: self.init_arch(shape).to(first.device, first.dtype).requires_grad_(True)
@@ -205,7 +210,27 @@ class Strategy(ABC):
         return self.w_optim.param_groups[0]["lr"]
 
     def genotype(self) -> Genotype:
-        return self.space.derive(self.arch)
+        return self.derive()
+
+    def derive(self) -> Genotype:
+        """The space's derivation (``SearchSpace.derive``); under a budget, the selection of
+        greatest total softmax weight within it (:func:`~nasp.core.budget.best_within`, the ops
+        the space's derivation may choose), which is the space's own derivation whenever that
+        fits."""
+        free = self.space.derive(self.arch)
+        if self.budget is None:
+            return free
+        W = {t: torch.softmax(a.detach().double().cpu(), dim=-1) for t, a in self.arch.items()}
+        selection = best_within(W, self.budget, derive=True)
+        if selection == self.space.selection_of(free):
+            return free  # the same cell, listed as the space lists it
+        return self.space.genotype_of(selection)
+
+    def budget_record(self, genotype: Genotype) -> dict[str, Any]:
+        """``{"budget": {metric, limit, cost}}`` of ``genotype`` (empty without a budget)."""
+        if self.budget is None:
+            return {}
+        return {"budget": self.budget.describe(self.space.selection_of(genotype))}
 
     def cells(self) -> dict[str, Genotype]:
         """Candidate cells a strategy can return besides :meth:`genotype`, by name (recorded

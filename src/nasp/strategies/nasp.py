@@ -56,6 +56,7 @@ from typing import Any, ClassVar
 import torch
 
 from nasp.config.options import check_numbers, option
+from nasp.core.budget import best_within, one_hot
 from nasp.core.mixed import CellPlan
 from nasp.core.prox import prox_c2, selection_indices
 from nasp.registry import STRATEGIES
@@ -126,7 +127,13 @@ class NASP(Strategy):
         return A
 
     def project(self) -> None:
-        """Recompute ``A_bar = prox_C1(A)`` and the per-edge selection (one host sync)."""
+        """Recompute ``A_bar = prox_C1(A)`` and the per-edge selection (one host sync); under a
+        budget, the projection onto ``C1 ∩ {cost <= budget}``, all cell types jointly
+        (:func:`~nasp.core.budget.best_within`)."""
+        if self.budget is not None:
+            self.selection = best_within(self.arch, self.budget)
+            self.A_bar = one_hot(self.selection, self.arch)
+            return
         self.A_bar = self.space.project(self.arch)
         types = list(self.A_bar)
         flat = torch.cat([selection_indices(self.A_bar[t]) for t in types]).tolist()
@@ -183,7 +190,7 @@ class NASP(Strategy):
     def cells(self) -> dict[str, Genotype]:
         """The two cells NASP can return: ``projection`` (the trained child) and ``softmax``."""
         return {"projection": self.space.genotype_of(self.selection),
-                "softmax": self.space.derive(self.arch)}
+                "softmax": self.derive()}
 
     def genotype(self) -> Genotype:
         """The cell ``nasp_cell`` names (see the module docstring)."""

@@ -3,8 +3,9 @@
 The baseline of Li & Talwalkar ("Random search and reproducibility for NAS", 2019), run inside
 the same search loop and budget (epochs) as NASP and DARTS. ``K = random_samples``
 (default: one per epoch) selections are drawn at construction with the space's
-``random_selection``, from a generator seeded with ``config.seed``. At the end of epoch ``e`` of
-``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
+``random_selection``, from a generator seeded with ``config.seed`` (under a budget, uniformly
+among the cells within it instead: :func:`~nasp.core.budget.sample_within`). At the end of epoch
+``e`` of ``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
 ways:
 
 - **by training** (no benchmark table; needs ``K <= E``): each candidate owns a contiguous block
@@ -36,6 +37,7 @@ from torch import nn
 
 from nasp.config import SearchConfig
 from nasp.config.options import StrategyOptions, is_int, option
+from nasp.core.budget import sample_within
 from nasp.core.mixed import CellPlan
 from nasp.errors import ConfigError
 from nasp.registry import STRATEGIES
@@ -114,7 +116,10 @@ class RandomSearch(Strategy):
                 f"benchmark table every sampled architecture is trained for at least one epoch; "
                 f"sample at most {config.epochs} or give more epochs")
         generator = torch.Generator().manual_seed(config.seed)
-        self.candidates = [space.random_selection(generator) for _ in range(samples)]
+        if self.budget is None:
+            self.candidates = [space.random_selection(generator) for _ in range(samples)]
+        else:  # uniform among the cells within the budget (exact, by counting)
+            self.candidates = [sample_within(self.budget, generator) for _ in range(samples)]
         self.scores: list[float | None] = [None] * samples
         #: what the scores are: an accuracy (``top1``; a table's too) or ``-loss``
         self.score_of = "top1"

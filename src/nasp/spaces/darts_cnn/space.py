@@ -15,16 +15,18 @@ one architecture matrix and all reduction cells another.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nasp.core.budget import CellRule, CostTable
 from nasp.core.ops import op_parameter_count
 from nasp.core.prox import prox_c1, tie_order
 from nasp.errors import BenchmarkError
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
+from nasp.spaces.costs import EdgeSite, EdgeSites, cost_table
 from nasp.spaces.darts_cnn import drawing
 from nasp.spaces.darts_cnn.child import ChildNetwork
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, SPACE, Genotype
@@ -253,6 +255,66 @@ class DartsCNNSpace:
 
     def edge_labels(self, cell_type: str) -> list[str]:
         return drawing.edge_labels(self.steps)
+
+    # -- hard budgets (nasp.core.budget) ------------------------------------------------------
+    def budget_rules(self) -> dict[str, CellRule]:
+        """``C1``: ``keep`` edges per node, ``none`` last in ties; ``derive`` never picks
+        ``none``."""
+        return {t: CellRule(tuple(self.edge_node.tolist()), self.keep,
+                            tuple(self.tie_order[t].tolist()),
+                            tuple(name != "none" for name in self.primitives[t]))
+                for t in CELL_TYPES}
+
+    def edge_sites(self, input_shape: Sequence[int], num_classes: int, layers: int | None = None,
+                   channels: int | None = None) -> EdgeSites:
+        """Every edge of every cell of the evaluation network (``NetworkCIFAR``, auxiliary head
+        left out as :func:`~nasp.core.measure.parameter_count` leaves it out). A cell's
+        preprocessing, and so the network's cost but for its ops, is the same whatever the
+        genotype (the concatenated nodes are fixed), so the cost is exactly additive. The
+        channels and input sizes of every cell are read from the all-``none`` network run once
+        on the ``meta`` device: edges from the cell inputs (stride 2 in a reduction cell) run
+        on the preprocessed inputs, the others on the cell's output size."""
+        layers = layers or self.evaluation_sizes["layers"]
+        channels = channels or self.evaluation_sizes["channels"]
+        shape = tuple(int(s) for s in input_shape)
+        pairs = [("none", j) for i in range(self.steps) for j in (0, 1)]
+        concat = list(range(2, self.steps + 2))
+        none = Genotype(normal=pairs, normal_concat=concat, reduce=pairs, reduce_concat=concat)
+
+        def baseline() -> ChildNetwork:
+            return self.build_evaluation_network(none, shape[0], num_classes, layers, channels)
+
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            net = baseline()
+            seen: list[tuple[torch.Size, torch.Size]] = []
+            hooks = [cell.register_forward_hook(
+                lambda m, args, out: seen.append((m.preprocess1(args[1]).shape, out.shape)))
+                for cell in net.cells]
+            net.eval()(torch.zeros(1, *shape))
+            for h in hooks:
+                h.remove()
+        sites = []
+        for cell, (inputs, output) in zip(net.cells, seen):
+            t = "reduce" if cell.reduction else "normal"
+            C, H, W = inputs[1:]
+            for i, start in enumerate(self.offsets):
+                for j in range(i + 2):
+                    first = j < 2
+                    stride = 2 if cell.reduction and first else 1
+                    size = (C, H, W) if first else (C, output[2], output[3])
+                    sites.append(EdgeSite(t, start + j, C, stride, size))
+        about = (f"{self.describe_sizes(layers, channels)}, {'x'.join(map(str, shape))} input, "
+                 f"{num_classes} classes")
+        return EdgeSites(baseline, tuple(sites), self.primitives, shape, about)
+
+    def cost_table(self, metric: str, input_shape: Sequence[int], num_classes: int,
+                   layers: int | None = None, channels: int | None = None,
+                   latency_table: str | os.PathLike | None = None) -> CostTable:
+        """The cost of the evaluation network (:mod:`nasp.spaces.costs`): ``params``,
+        ``flops`` or ``latency`` (from ``latency_table``)."""
+        return cost_table(metric, self.edge_sites(input_shape, num_classes, layers,
+                                                        channels),
+                                latency_table, space=self.name, primitive_set=self.primitive_set)
 
     # -- genotype formats ---------------------------------------------------------------------
     @classmethod

@@ -43,11 +43,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasp.core.budget import CellRule, CostTable
 from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
 from nasp.core.ops import OPS, ResNetBasicBlock, op_parameter_count
 from nasp.core.prox import best_ops, prox_c1, tie_order
 from nasp.errors import GenotypeError
 from nasp.spaces.base import ArchTensors, EdgeOps, Selection
+from nasp.spaces.costs import EdgeSite, EdgeSites, cost_table
 from nasp.spaces.nb201 import drawing
 from nasp.spaces.nb201.benchmark_table import BenchmarkLookup, open_table
 from nasp.spaces.nb201.genotype import EDGES, NB201_PRIMITIVES, SPACE, NB201Genotype, is_nb201_dict
@@ -312,6 +314,43 @@ class NB201Space:
             [float(op_parameter_count(n, 16)) for n in self.primitives[cell_type]])
         total = counts.sum()
         return counts / total if total > 0 else counts
+
+    # -- hard budgets (nasp.core.budget) ------------------------------------------------------
+    def budget_rules(self) -> dict[str, CellRule]:
+        """``C1``: every edge kept, ``none`` last in ties; ``derive`` may choose any op."""
+        return {CELL: CellRule(tuple(self.edge_node.tolist()), self.keep,
+                               tuple(self.tie_order.tolist()))}
+
+    def edge_sites(self, input_shape: Sequence[int], num_classes: int, layers: int | None = None,
+                   channels: int | None = None) -> EdgeSites:
+        """Every edge of every cell of the evaluation network (N cells per stage at ``C``,
+        ``2C``, ``4C``; stride 1; each edge runs on the cell's input shape)."""
+        layers = layers or self.evaluation_sizes["layers"]
+        channels = channels or self.evaluation_sizes["channels"]
+        shape = tuple(int(s) for s in input_shape)
+        none = NB201Genotype(("none",) * self.num_edges)
+
+        def baseline() -> NB201ChildNetwork:
+            return self.build_evaluation_network(none, shape[0], num_classes, layers, channels)
+
+        sites = []
+        for stage in range(3):
+            C = channels * 2 ** stage
+            H, W = shape[1] // 2 ** stage, shape[2] // 2 ** stage
+            sites += [EdgeSite(CELL, e, C, 1, (C, H, W))
+                      for _ in range(layers) for e in range(self.num_edges)]
+        about = (f"{self.describe_sizes(layers, channels)}, {'x'.join(map(str, shape))} input, "
+                 f"{num_classes} classes")
+        return EdgeSites(baseline, tuple(sites), self.primitives, shape, about)
+
+    def cost_table(self, metric: str, input_shape: Sequence[int], num_classes: int,
+                   layers: int | None = None, channels: int | None = None,
+                   latency_table: str | os.PathLike | None = None) -> CostTable:
+        """The cost of the evaluation network (:mod:`nasp.spaces.costs`): ``params``,
+        ``flops`` or ``latency`` (from ``latency_table``)."""
+        return cost_table(metric, self.edge_sites(input_shape, num_classes, layers,
+                                                        channels),
+                                latency_table, space=self.name, primitive_set=self.primitive_set)
 
     def build_supernet(self, in_channels: int, num_classes: int, layers: int,
                        channels: int) -> NB201Supernet:
