@@ -351,3 +351,20 @@ def test_profile_writes_a_table_the_search_reads(tmp_path):
     path.write_text(json.dumps(latency_record(sites, ops_ms, constant, "nb201", "nb201")))
     table = read_latency_table(path, sites, "nb201", "nb201")
     assert table.tables["cell"].tolist() == ops_ms["cell"]
+
+
+def test_spaces_without_per_op_costs_refuse_a_budget_saying_why():
+    """darts-rnn (every cell has the same parameters) and a user's model take no budget: a
+    ConfigError naming the option and the reason, not a silent budget of another space."""
+    from torch import nn
+
+    import nasp
+    from nasp.config import preset
+    from nasp.nn import Choice
+
+    with pytest.raises(ConfigError, match=r"--max-params.*--space darts-rnn.*same parameters"):
+        preset("tiny", space="darts-rnn", max_params=10**6)
+    model = nn.Sequential(Choice([nn.Linear(4, 3), nn.Linear(4, 3)], label="head"))
+    data = (torch.randn(8, 4), torch.randint(0, 3, (8,)))
+    with pytest.raises(ConfigError, match="max_params.*user's model"):
+        nasp.search(model, data, data, max_params=100, epochs=1)

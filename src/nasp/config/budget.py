@@ -63,6 +63,10 @@ def run_budget(config: Any, shape: DataShape | None = None, *,
     if wanted is None:
         return None
     metric, limit = wanted
+    space = build_space(config.space, config.primitives)
+    if metric not in space.budget_metrics:
+        raise ConfigError(f"{METRICS[metric][0]} is not available with --space {config.space}: "
+                          f"{space.budget_note}; leave the budget out")
     if shape is None:
         shape = known_shape(config.dataset)
     if shape is None:
@@ -80,6 +84,6 @@ def run_budget(config: Any, shape: DataShape | None = None, *,
     input_shape = (shape.in_channels, *shape.image_size)
     costs = _table(config.space, config.primitives, metric, tuple(input_shape),
                    shape.num_classes, None if table is None else str(table), stamp)
-    budget = Budget(costs, build_space(config.space, config.primitives).budget_rules(), limit)
+    budget = Budget(costs, space.budget_rules(), limit)
     budget.check()
     return budget

@@ -49,7 +49,7 @@ from nasp.engine.search import (
 from nasp.engine.search import search as search_config
 from nasp.engine.search_console import legend
 from nasp.engine.session import EpochClock, Output, RunSession
-from nasp.errors import DatasetError
+from nasp.errors import ConfigError, DatasetError
 from nasp.runtime.runs import RunDir, default_run_dir
 from nasp.spaces import Genotype, SearchSpace, model_space
 from nasp.strategies import build_strategy
@@ -192,6 +192,10 @@ def search_model(model: nn.Module, train_data: Any, val_data: Any, strategy: str
     example = train.images[:2].to(first.device if first is not None else "cpu")
     space = model_space(model, example)
     task = ClassificationTask() if loss_fn is None else LossFunctionTask(loss_fn)
+    given = sorted(k for k in ("max_params", "max_flops", "max_latency", "latency_table")
+                   if options.get(k) is not None)
+    if given:
+        raise ConfigError(f"{', '.join(given)}: {space.budget_note}; leave the budget out")
     output = Output(log, progress, plots, quiet=quiet)
     inputs = {"space": space, "train": train, "val": val, "task": task}
     run = Path(run_dir) if run_dir is not None else None

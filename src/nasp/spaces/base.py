@@ -124,6 +124,13 @@ class SearchSpace(Protocol):
     benchmark_about: ClassVar[str]
     """What ``--benchmark PATH`` may name for this space ("" without a benchmark)."""
 
+    budget_metrics: ClassVar[tuple[str, ...]]
+    """The costs a hard budget (``--max-params``, ``--max-flops``, ``--max-latency``) can bound
+    in this space: some of ``params``, ``flops``, ``latency``; :attr:`budget_note` says why
+    the others cannot be."""
+    budget_note: ClassVar[str]
+    """Why a budget metric is not available here ("" when all are)."""
+
     # -- what a space instance is --------------------------------------------------------------
     cell_types: tuple[str, ...]
     primitive_set: str

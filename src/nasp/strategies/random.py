@@ -5,8 +5,8 @@ the same search loop and budget (epochs) as NASP and DARTS. ``K = random_samples
 (default: one per epoch) selections are drawn at construction with the space's
 ``random_selection``, from a generator seeded with ``config.seed`` (under a budget, uniformly
 among the cells within it instead: :func:`~nasp.core.budget.sample_within`). At the end of epoch
-``e`` of ``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one of two
-ways:
+``e`` of ``E`` the candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` are scored, in one
+of two ways:
 
 - **by training** (no benchmark table; needs ``K <= E``): each candidate owns a contiguous block
   of epochs (block sizes differ by at most one). At the start of its block the supernet weights

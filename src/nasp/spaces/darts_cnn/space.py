@@ -86,6 +86,8 @@ class DartsCNNSpace:
     evaluation_sizes: Mapping[str, int] = {"layers": 20, "channels": 36}  # DARTS/NASP on CIFAR
     builtin_genotypes = BUILTIN_GENOTYPES
     genotype_text_help = "DARTS genotype text like Genotype(normal=[('sep_conv_3x3', 0), ...], ...)"
+    budget_metrics = ("params", "flops", "latency")
+    budget_note = ""
     has_benchmark = False
     benchmark_about = ""
     cell_types = CELL_TYPES

@@ -37,9 +37,10 @@ from typing import Any
 
 import torch
 
+from nasp.core.budget import CellRule, CostTable
 from nasp.core.prox import prox_c1, tie_order
 from nasp.data import DATASET_NAMES
-from nasp.errors import BenchmarkError
+from nasp.errors import BenchmarkError, ConfigError
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
 from nasp.spaces.darts_rnn import drawing
 from nasp.spaces.darts_rnn.cells import STEPS
@@ -110,6 +111,10 @@ class DartsRNNSpace:
     evaluation_sizes: Mapping[str, int] = {"layers": 1, "channels": 850}  # DARTS's PTB model
     builtin_genotypes = BUILTIN_GENOTYPES
     genotype_text_help = f"DARTS recurrent genotype text like {TEXT_EXAMPLE}"
+    budget_metrics = ()
+    budget_note = ("every cell of the DARTS recurrent space has the same parameters (each node "
+                   "owns its matrix whatever its op), and its FLOPs and latency are not tabled "
+                   "per op")
     has_benchmark = False
     benchmark_about = ""
     cell_types = (CELL,)
@@ -200,6 +205,23 @@ class DartsRNNSpace:
             k = int(torch.randint(len(usable), (), generator=generator))
             sel[start + j] = usable[k]
         return {CELL: tuple(sel)}
+
+    # -- budgets: none in this space (budget_note) ------------------------------------------
+    def budget_rules(self) -> dict[str, CellRule]:
+        """``C1``: one incoming edge kept per node, ``none`` last in ties; DARTS's derivation
+        never chooses ``none``."""
+        allowed = tuple(name != "none" for name in self.primitives[CELL])
+        return {CELL: CellRule(tuple(self.edge_node.tolist()), 1,
+                               tuple(self.tie_order.tolist()), allowed)}
+
+    def cost_table(self, metric: str, input_shape: Any, num_classes: int,
+                   layers: int | None = None, channels: int | None = None,
+                   latency_table: str | os.PathLike | None = None) -> CostTable:
+        raise ConfigError(f"--space {self.name} takes no budget: {self.budget_note}")
+
+    def edge_sites(self, input_shape: Any, num_classes: int, layers: int | None = None,
+                   channels: int | None = None) -> Any:
+        raise ConfigError(f"--space {self.name} takes no budget: {self.budget_note}")
 
     def op_costs(self, cell_type: str) -> torch.Tensor:
         """Every op but ``none`` runs its node's matrix (``nhid x 2 nhid`` parameters, the same

@@ -250,6 +250,8 @@ class NB201Space:
     evaluation_sizes: Mapping[str, int] = {"layers": 5, "channels": 16}  # the benchmark's
     builtin_genotypes: Mapping[str, NB201Genotype] = {}
     genotype_text_help = "a NAS-Bench-201 arch string like |nor_conv_3x3~0|+|...|+|...|"
+    budget_metrics = ("params", "flops", "latency")
+    budget_note = ""
     has_benchmark = True
     benchmark_about = ("a CSV table of arch strings and accuracies, or NATS-Bench tss files "
                        "with the nats_bench package")

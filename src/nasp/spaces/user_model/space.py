@@ -44,7 +44,7 @@ from torch import nn
 
 from nasp.core.mixed import CellPlan
 from nasp.core.prox import best_ops, edge_keep_mask, prox_c1
-from nasp.errors import BenchmarkError, GenotypeError
+from nasp.errors import BenchmarkError, ConfigError, GenotypeError
 from nasp.nn import Choice, Decision, InputChoice, check_arch, decisions_of, fix
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
 from nasp.spaces.user_model.genotype import SPACE, ModuleArch
@@ -90,6 +90,8 @@ class ModuleSpace:
     builtin_genotypes: ClassVar[Mapping[str, Any]] = {}
     genotype_text_help: ClassVar[str] = ("a model's architecture is a JSON mapping {label: "
                                          "option index or list of input indices}")
+    budget_metrics: ClassVar[tuple[str, ...]] = ()
+    budget_note: ClassVar[str] = "budgets on a user's model are not supported yet"
     has_benchmark: ClassVar[bool] = False
     benchmark_about: ClassVar[str] = ""
 
@@ -207,6 +209,19 @@ class ModuleSpace:
                 taken = set(torch.randperm(d.options, generator=generator)[:d.keep].tolist())
                 out[t] = tuple(0 if e in taken else -1 for e in range(d.options))
         return out
+
+    # -- budgets: not yet on a user's model (budget_note) ------------------------------------
+    def budget_rules(self) -> dict[str, Any]:
+        raise ConfigError(self.budget_note)
+
+    def cost_table(self, metric: str, input_shape: Any, num_classes: int,
+                   layers: int | None = None, channels: int | None = None,
+                   latency_table: str | os.PathLike | None = None) -> Any:
+        raise ConfigError(self.budget_note)
+
+    def edge_sites(self, input_shape: Any, num_classes: int, layers: int | None = None,
+                   channels: int | None = None) -> Any:
+        raise ConfigError(self.budget_note)
 
     def op_costs(self, cell_type: str) -> torch.Tensor:
         """A Choice: the parameter counts of its options (of the first place it stands),
