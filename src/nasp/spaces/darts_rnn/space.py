@@ -10,9 +10,9 @@ own matrix); ``h_t`` is the mean of ``s_1..s_8``. One architecture matrix, cell 
 
 The network (:mod:`.network`): a language model, embedding size = hidden size = ``channels``, one
 cell (``layers`` must be 1), tied decoder; ``num_classes`` is the vocabulary size and
-``in_channels`` is ignored. Its input is a :class:`~nasp.tasks.windows.TokenWindow` (tokens ``(T,
-B)``, the state to start from); it writes its last hidden state ``(B, channels)``, not detached,
-into ``x.final`` and returns log-probabilities ``(T * B, vocab)``; in training mode with
+``in_channels`` is ignored. Its input is a :class:`~nasp.tasks.windows.TokenWindow` (tokens
+``(T, B)``, the state to start from); it writes its last hidden state ``(B, channels)``, not
+detached, into ``x.final`` and returns log-probabilities ``(T * B, vocab)``; in training mode with
 ``net.slowness > 0`` the pair ``(log_probs, penalty)`` (DARTS's temporal activation regularisation,
 ``beta = 1e-3``), which the language-model task adds to its objective, the loss of the weight steps
 only (the architecture steps, as DARTS's, see the likelihood alone). ``net.dropouts`` (a
