@@ -51,8 +51,9 @@ from nasp.runtime.runs import RunDir
 from nasp.spaces import Genotype, genotype_from_dict, resolve_genotype, space_of
 from nasp.tasks import LanguageModelTask, TokenWindow, perplexity
 
-__all__ = ["EVAL_BATCH", "TEST_BATCH", "TextTrainSession", "build_language_model",
-           "evaluate_text_checkpoint", "language_model_info"]
+__all__ = ["EVAL_BATCH", "TEST_BATCH", "TextTrainSession", "TrainedLanguageModel",
+           "build_language_model", "evaluate_text_checkpoint", "is_text_checkpoint",
+           "language_model_info", "load_language_model"]
 
 #: Batch sizes of the validation and test evaluations (DARTS's ``eval_batch_size``, ``test``).
 EVAL_BATCH, TEST_BATCH = 10, 1
@@ -291,6 +292,39 @@ class TextTrainSession(RunSession):
                 dict(self.best))
 
 
+@dataclasses.dataclass
+class TrainedLanguageModel:
+    """A language model rebuilt from a ``nasp train --dataset ptb`` checkpoint, in eval mode:
+    the network, its genotype and configuration, the checkpoint's contents and file."""
+
+    net: nn.Module
+    genotype: Genotype
+    config: TrainConfig
+    checkpoint: dict[str, Any]
+    path: Path
+
+
+def is_text_checkpoint(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether the contents of a ``nasp train`` checkpoint are a language model's."""
+    return isinstance(checkpoint.get("data"), dict) and "vocab" in checkpoint["data"]
+
+
+def load_language_model(path: str | Path, device: str | torch.device = "cpu"
+                        ) -> TrainedLanguageModel:
+    """The language model of checkpoint ``path`` (or of ``path/last.pt``) on ``device``, sized
+    by the vocabulary it records (no corpus is read)."""
+    path, checkpoint = read_checkpoint(path)
+    try:
+        config = saved_config(checkpoint["config"], f"the configuration in {path}")
+        genotype = genotype_from_dict(checkpoint["genotype"])
+        net = build_language_model(genotype, config, checkpoint["data"]["vocab"])
+        net.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError, GenotypeError) as err:
+        raise CheckpointError(f"checkpoint {path} is incomplete or damaged ({err}); use another "
+                              f"one, or train again") from None
+    return TrainedLanguageModel(net.to(device).eval(), genotype, config, checkpoint, path)
+
+
 @torch.no_grad()
 def evaluate_text_checkpoint(path: str | Path, data_dir: str | Path | None = None,
                              device: str = "auto") -> dict[str, Any]:
@@ -299,22 +333,14 @@ def evaluate_text_checkpoint(path: str | Path, data_dir: str | Path | None = Non
     its ``bptt``: ``val_loss``, ``val_ppl``, ``test_loss``, ``test_ppl``, ``epoch``,
     ``checkpoint``, ``dataset``."""
     device = resolve_device(device)
-    path, checkpoint = read_checkpoint(path)
-    try:
-        config = saved_config(checkpoint["config"], f"the configuration in {path}")
-        genotype = genotype_from_dict(checkpoint["genotype"])
-        corpus = load_corpus(config.dataset, data_dir if data_dir is not None
-                             else config.data_dir)
-        if checkpoint["data"].get("vocab") != corpus.vocab_size:
-            raise DatasetError(f"{path} was trained on {checkpoint['data'].get('vocab')} words, "
-                               f"the corpus at hand has {corpus.vocab_size}; point --data-dir "
-                               f"at the same corpus")
-        net = build_language_model(genotype, config, corpus.vocab_size)
-        net.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, RuntimeError, GenotypeError) as err:
-        raise CheckpointError(f"checkpoint {path} is incomplete or damaged ({err}); use another "
-                              f"one, or train again") from None
-    net = net.to(device).eval()
+    trained = load_language_model(path, device)
+    path, config, checkpoint = trained.path, trained.config, trained.checkpoint
+    corpus = load_corpus(config.dataset, data_dir if data_dir is not None else config.data_dir)
+    if checkpoint["data"].get("vocab") != corpus.vocab_size:
+        raise DatasetError(f"{path} was trained on {checkpoint['data'].get('vocab')} words, "
+                           f"the corpus at hand has {corpus.vocab_size}; point --data-dir "
+                           f"at the same corpus")
+    net = trained.net
     task = LanguageModelTask()
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": checkpoint["epoch"],
                               "dataset": config.dataset}
