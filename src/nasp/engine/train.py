@@ -164,7 +164,7 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     if is_text_dataset(config.dataset):  # a recurrent cell's language model
         return TrainResult(*TextTrainSession.start(
             config, label=label, overwrite=overwrite, genotype=genotype,
-            output=Output(log, progress, plots=False, quiet=quiet)))
+            output=Output(log, progress, plots, quiet=quiet)))
     return _TrainSession.start(config, label=label, overwrite=overwrite,
                                output=Output(log, progress, plots, tensorboard, quiet),
                                genotype=genotype)
@@ -198,7 +198,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
     if is_text_dataset(config.dataset):
         return TrainResult(*TextTrainSession.resume(
             run_dir, config, checkpoint, genotype=saved,
-            output=Output(log, progress, plots=False, quiet=quiet)))
+            output=Output(log, progress, plots, quiet=quiet)))
     return _TrainSession.resume(run_dir, config, checkpoint,
                                 output=Output(log, progress, plots, tensorboard, quiet),
                                 genotype=saved)

@@ -19,6 +19,8 @@ TAR penalty beside them in training mode); ``config.dropouts`` (name -> probabil
   exceeds the least of those before the last ``nonmono``, SGD becomes ASGD (``t0 = 0``,
   ``lambd = 0``, same lr and weight decay), and from then on the averaged weights are the ones
   evaluated and kept; ``nonmono = 0``: never;
+- pictures at the end (:func:`~nasp.engine.pictures.write_pictures`: the cell, ``curves.png``
+  with the perplexities, ``timing.png``) unless ``plots`` is off;
 - ``best.pt``: the (averaged) weights of the epoch with the lowest validation loss;
   ``last.pt``: everything to continue exactly (optimiser kind and state, both random streams,
   the stream's position, window lengths and carried state, the validation losses so far).
@@ -41,6 +43,7 @@ from nasp.core.measure import parameter_count
 from nasp.data import Corpus, TokenStream, batchify, fixed_windows, load_corpus
 from nasp.data.text import VOCAB_SIZES
 from nasp.engine.checkpoints import BEST, CHECKPOINT_KIND, LAST, read_checkpoint, saved_config
+from nasp.engine.pictures import write_pictures
 from nasp.engine.reproducibility import restore_rng_state, rng_state
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.train_console import count_si, duration
@@ -288,6 +291,8 @@ class TextTrainSession(RunSession):
                        f"(epoch {best['epoch']}, the lowest val loss): val ppl "
                        f"{best['val_ppl']:.2f}")
             output.log(f"test perplexity: nasp test {run.path / BEST}")
+        if output.plots:
+            write_pictures(run.path, output.say)
         return (run.path, self.genotype, self.config, self.net, list(self.history),
                 dict(self.best))
 
