@@ -100,7 +100,7 @@ def _export_language_model(checkpoint: str | os.PathLike, fmt: str,
     metadata = {"dataset": config.dataset, "vocab": trained.checkpoint["data"]["vocab"],
                 "units": config.channels, "genotype": trained.genotype.to_dict(),
                 "checkpoint": str(trained.path), "epoch": trained.checkpoint["epoch"]}
-    return export_language_model(trained.net, config.channels, out, fmt, metadata)
+    return export_language_model(trained.net, config.channels, out, fmt, metadata, _quiet)
 
 
 @contextlib.contextmanager

@@ -21,10 +21,13 @@ or 1), the vocabulary size, the hidden units, the genotype and the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 from typing import Any
 
@@ -101,29 +104,32 @@ def _onnx(model: StatefulLanguageModel, example, quiet) -> bytes:
     return program.model_proto.SerializeToString()
 
 
+#: the formats, as :data:`nasp.apps.export.FORMATS` names them
+WRITERS = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}
+
+
 def export_language_model(net: nn.Module, units: int, path: str | os.PathLike, fmt: str,
-                          metadata: dict[str, Any] | None = None, quiet=None) -> Path:
+                          metadata: dict[str, Any] | None = None,
+                          quiet: Callable[[], ContextManager] = contextlib.nullcontext) -> Path:
     """Write the language model ``net`` (put in eval mode; ``units`` hidden units) to ``path``
     in format ``fmt`` (module docstring), plus ``path.json``; written to a temporary name and
-    renamed, so a failed export leaves nothing. An exporter's failure is an
+    renamed, so a failed export leaves nothing. ``quiet`` makes the context the exporters run
+    in (:mod:`nasp.apps.export` silences their progress lines). An exporter's failure is an
     :class:`ExportError` naming the format and what to try instead."""
-    from nasp.apps.export import FORMATS, _quiet
-
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in WRITERS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(WRITERS)}")
     path = Path(path)
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: folder {path.parent} does not exist")
     model = StatefulLanguageModel(net.eval()).eval()
     example = _examples(net, units)
-    writer = {"onnx": _onnx, "torchscript": _torchscript, "pt2": _pt2}[fmt]
     try:
-        data = writer(model, example, quiet or _quiet)
+        data = WRITERS[fmt](model, example, quiet)
     except ExportError:
         raise
     except Exception as err:  # the exporters raise many kinds; say which format failed
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        others = ", ".join(f for f in FORMATS if f != fmt)
+        others = ", ".join(f for f in WRITERS if f != fmt)
         raise ExportError(f"the language model cannot be exported to {fmt} ({type(err).__name__}"
                           f": {first}); try --format {others.replace(', ', ' or --format ')}"
                           ) from err
