@@ -6,14 +6,16 @@ import statistics
 from pathlib import Path
 
 import pytest
+from lm_fakes import write_corpus
 
 import nasp.apps.compare as compare_module
 import nasp.apps.compare_report as compare_report_module
 from nasp import ConfigError, preset, train_preset
 from nasp.apps.cli import main
 from nasp.apps.compare import ComparePlan, write_report
-from nasp.apps.compare_report import report_markdown, summarise
+from nasp.apps.compare_report import PERPLEXITY, report_markdown, summarise
 from nasp.engine.checkpoints import OLDER_DEFAULTS
+from nasp.engine.train_text import evaluate_text_checkpoint
 from nasp.errors import MissingExtraError
 from nasp.spaces import PRIMITIVE_SETS
 
@@ -229,3 +231,32 @@ def test_bad_strategy_primitives_are_clear_errors(tmp_path, capsys, extra, messa
     assert err.startswith("nasp compare: error: --strategy-primitives")
     assert message in " ".join(err.split())
     assert not out.exists()
+
+
+def test_summarise_a_perplexity_keeps_the_lowest_as_best():
+    rows = [{**r, "final_ppl": r["final_accuracy"] and 100 * r["final_accuracy"]} for r in ROWS]
+    a, b = summarise(rows, PERPLEXITY)
+    assert (a["best_seed"], a["best_final_ppl"]) == (0, 50.0)
+    assert a["final_ppl_mean"] == pytest.approx(60.0) and b["best_final_ppl"] == 60.0
+
+
+def test_compare_on_a_text_corpus_reports_test_perplexities(tmp_path):
+    """The tiny DARTS recurrent space on a written corpus: each run's final measure is the test
+    perplexity of its language model's best.pt, as nasp test computes it."""
+    write_corpus(tmp_path / "penn")
+    out = tmp_path / "cmp"
+    assert main(["compare", "--space", "darts-rnn", "--dataset", "ptb", "--data-dir",
+                 str(tmp_path), "--preset", "tiny", "--channels", "8", "--batch-size", "4",
+                 "--epochs", "1", "--train-epochs", "1", "--train-channels", "8",
+                 "--train-batch-size", "4", "--strategies", "nasp", "random", "--seeds", "0",
+                 "--no-progress", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert "test perplexity" in results["final_ppl"] and results["train_config"]["bptt"]
+    for r in results["runs"]:
+        best = out / f"{r['strategy']}-seed0" / "train" / "best.pt"
+        assert r["final_ppl"] == evaluate_text_checkpoint(best, tmp_path, "cpu")["test_ppl"]
+        assert "final_accuracy" not in r
+    report = (out / "report.md").read_text()
+    assert "| final test perplexity | best | best seed |" in report
+    assert f"| nasp | 0 | {results['runs'][0]['final_ppl']:.2f} |" in report
+    assert list(csv.DictReader((out / "results.csv").open()))[0]["final_ppl"]

@@ -67,7 +67,7 @@ def test_evaluation_carries_the_state_and_weighs_windows_by_their_tokens():
     assert task.evaluate(model, windows)["loss"] == pytest.approx(loss, rel=1e-6)
 
 
-def test_loss_adds_the_penalty_and_correct_counts_next_words():
+def test_objective_adds_the_penalty_loss_does_not_and_correct_counts_next_words():
     task = LanguageModelTask()
     g = torch.Generator().manual_seed(0)
     log_probs = torch.log_softmax(torch.randn(6, 5, generator=g), 1)
@@ -75,7 +75,7 @@ def test_loss_adds_the_penalty_and_correct_counts_next_words():
     nll = -sum(float(log_probs[i, t]) for i, t in enumerate(target.tolist())) / 6
     penalty = torch.tensor(0.25)
     assert float(task.loss(log_probs, target)) == pytest.approx(nll)
-    assert float(task.loss((log_probs, penalty), target)) == pytest.approx(nll + 0.25)
+    assert float(task.loss((log_probs, penalty), target)) == pytest.approx(nll)  # no penalty
     total, main, out = task.objective((log_probs, penalty), target)
     assert float(total) == pytest.approx(nll + 0.25) and float(main) == pytest.approx(nll)
     assert out is log_probs

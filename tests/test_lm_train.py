@@ -2,6 +2,7 @@
 tiny fake recurrent space: the switch to averaged SGD, the lr of each step, the averaged weights
 kept in best.pt, nasp test's perplexities against a direct computation, exact resume."""
 
+import json
 import math
 
 import pytest
@@ -22,7 +23,7 @@ from nasp.tasks import TokenWindow
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fake_rnn")
 
-QUIET = dict(progress=False, log=lambda line: None)
+QUIET = dict(progress=False, plots=False, log=lambda line: None)
 CELL = FakeRNNGenotype.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+"
                                    "|skip_connect~0|nor_conv_3x3~1|avg_pool_3x3~2|")
 
@@ -163,3 +164,23 @@ def test_info_counts_a_recurrent_cell_language_model(tmp_path, capsys):
     net = build_language_model(CELL, config(tmp_path, "x"), 13)
     count = sum(p.numel() for p in net.parameters())
     assert f", 13 words: {count:,} parameters" in capsys.readouterr().out
+
+
+def test_training_draws_its_curves_with_perplexities(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import nasp.engine.pictures as pictures
+
+    saved, real = {}, pictures.save
+    monkeypatch.setattr(pictures, "save", lambda fig, path: saved.setdefault(
+        path.name, fig) and real(fig, path))
+    monkeypatch.setattr(pictures, "draw_cell", lambda *args, **kwargs: [])  # not drawn: faster
+    lines = []
+    train(CELL, config(tmp_path, "run", epochs=2), progress=False, log=lines.append)
+    assert (tmp_path / "run" / "curves.png").is_file() and "timing.png" in saved
+    assert any(line.startswith("pictures:") for line in lines)
+    axes = saved["curves.png"].axes
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "perplexity", "learning rate"]
+    assert axes[1].get_yscale() == "log"
+    assert [line.get_label() for line in axes[1].get_lines()] == ["train ppl", "val ppl"]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert list(axes[1].get_lines()[1].get_ydata()) == [r["val_ppl"] for r in records]

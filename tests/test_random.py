@@ -14,6 +14,7 @@ from nasp import ConfigError, Genotype, preset, search
 from nasp.core.mixed import CellPlan
 from nasp.spaces import DartsCNNSpace
 from nasp.strategies import STRATEGIES, RandomSearch, build_strategy
+from nasp.tasks import LanguageModelTask
 
 
 def sep_conv_share(genotype: Genotype) -> float:
@@ -234,3 +235,25 @@ def test_random_ws_scores_with_the_shared_weights_and_rescores_the_best(tiny):
     assert strategy.scores == [0.3, 0.2, 0.4, 0.1] and strategy.best == 2
     assert strategy.genotype() == space.genotype_of(strategy.candidates[2])
     assert strategy.child_plans()["normal"].selection == strategy.candidates[2]["normal"]
+
+
+@pytest.mark.parametrize("name", ["random", "random-ws"])
+def test_a_language_model_ranks_candidates_by_perplexity(tiny, name):
+    """The task's headline decides: a language model's lowest perplexity wins, though its
+    next-word accuracy is the lowest; scores are ``-ppl``; the summary shows the perplexity."""
+    space, net, _, _ = tiny
+    strategy = build_strategy(name, space, net,
+                              tiny_config(strategy=name, epochs=2, random_samples=2),
+                              task=LanguageModelTask())
+    results = [{"loss": math.log(300.0), "ppl": 300.0, "top1": 0.30},
+               {"loss": math.log(120.0), "ppl": 120.0, "top1": 0.10}]
+    strategy.set_evaluator(lambda plans: results[next(
+        i for i, c in enumerate(strategy.candidates)
+        if all(plans[t].selection == c[t] for t in c))])
+    for epoch in range(2):
+        strategy.begin_epoch(epoch)
+        strategy.end_epoch()
+        strategy.child_evaluated(results[epoch])
+    assert strategy.best == 1 and strategy.scores == [-300.0, -120.0]
+    assert strategy.epoch_metrics()["random"]["score_of"] == "-ppl"
+    assert strategy.epoch_summary().endswith("best #2/2 ppl 120.0")

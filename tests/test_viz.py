@@ -214,3 +214,25 @@ def test_without_matplotlib_plot_says_how_to_install_and_train_still_works(
     assert (tmp_path / "train" / "best.pt").is_file()
     report = (tmp_path / "train" / "report.html").read_text()
     assert "No pictures" in report and "torch-nasp[viz]" in report and "<img" not in report
+
+
+def test_curves_of_a_text_search_show_perplexities_and_of_images_accuracies(tmp_path, figures):
+    from nasp.engine.pictures import plot_curves
+
+    text = [{"epoch": e, "lr": 20.0, "train_loss": 6.0 - e, "train_acc": 0.1,
+             "train_ppl": 400.0 / e, "supernet_val_loss": 5.5, "supernet_val_acc": 0.1,
+             "supernet_val_ppl": 300.0 / e, "child_val_ppl": 999.0, "child_bn_val_ppl": 350.0,
+             "val_measure": "supernet"} for e in (1, 2)]
+    plot_curves(text, tmp_path / "curves.png")
+    axes = figures["curves.png"].axes
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "perplexity", "learning rate"]
+    ppl = {line.get_label(): list(line.get_ydata()) for line in axes[1].get_lines()}
+    # DARTS's child on supernet weights without its own statistics is not shown (as for images)
+    assert ppl == {"train ppl": [400.0, 200.0], "supernet val ppl": [300.0, 150.0],
+                   "child bn val ppl": [350.0, 350.0]}
+    assert axes[1].get_yscale() == "log"
+    images = [{k: v for k, v in r.items() if not k.endswith("_ppl")} for r in text]
+    plot_curves(images, tmp_path / "image.png")
+    axes = figures["image.png"].axes
+    assert [ax.get_ylabel() for ax in axes] == ["loss", "accuracy (%)", "learning rate"]
+    assert [line.get_ydata()[0] for line in axes[1].get_lines()] == [10.0, 10.0]

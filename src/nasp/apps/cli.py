@@ -247,7 +247,9 @@ def _export_parser(sub) -> None:
                     "to a file that runs without nasp: onnx (needs the export extra), "
                     "torchscript or pt2 (torch.export). It takes normalised float32 images of "
                     "the trained size, any batch size; FILE.json records the shape, mean/std "
-                    "and classes.")
+                    "and classes. A language model (nasp train CELL --dataset ptb) takes "
+                    "(tokens, hidden) and returns (log_probs, new_hidden): torchscript windows "
+                    "of any length, onnx and pt2 one time step per call.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", metavar="FILE",

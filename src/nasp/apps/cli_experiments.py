@@ -28,6 +28,7 @@ from nasp.config import (
     preset,
     train_preset,
 )
+from nasp.data import is_text_dataset
 from nasp.errors import ConfigError
 from nasp.registry import STRATEGIES
 from nasp.spaces import DEFAULT_SPACE, SPACES, primitive_sets_help, primitives_help
@@ -134,8 +135,9 @@ def add_compare_parser(sub) -> None:
                         "run DARTS on its 8 ops (with none) beside NASP on darts-7 "
                         f"(sets: {primitive_sets_help()})")
     p.set_defaults(strategy_options=add_strategy_options(p, _COMPARE_STRATEGY_OPTIONS))
-    p.add_argument("--train-preset", choices=sorted(TRAIN_PRESETS), default="quick",
-                   help="train-from-scratch configuration to start from (default quick)")
+    p.add_argument("--train-preset", choices=sorted(TRAIN_PRESETS),
+                   help="train-from-scratch configuration to start from (default quick; on a "
+                        "text corpus ptb-cpu)")
     p.set_defaults(train_options=add_options(
         p, TrainConfig, _COMPARE_TRAIN_OPTIONS, prefix="train_",
         help={k: v for k, v in _COMPARE_TRAIN_OPTIONS.items() if v}))
@@ -155,8 +157,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     benchmark = search_config.benchmark
     train_config = None
     if not benchmark:
+        default = "ptb-cpu" if is_text_dataset(search_config.dataset) else "quick"
         train_config = train_preset(
-            args.train_preset, dataset=search_config.dataset, data_dir=search_config.data_dir,
+            args.train_preset or default, dataset=search_config.dataset,
+            data_dir=search_config.data_dir,
             device=args.device, memory_format=args.memory_format, precision=args.precision,
             **given(args, args.train_options, "train_"))
     plan = ComparePlan(strategies=tuple(args.strategies), seeds=tuple(args.seeds),

@@ -10,6 +10,11 @@ derives a genotype, whose final accuracy is either
   data set, with the same seed), or
 - with a benchmark table, its accuracy looked up in the table (no training).
 
+On a text corpus (``--dataset ptb``, a recurrent space) the final measure is the test
+perplexity (lower is better; :data:`~nasp.apps.compare_report.PERPLEXITY`, rows'
+``final_ppl``) of the trained language model's ``best.pt`` (the lowest validation loss), as
+``nasp test`` reports it (:func:`~nasp.engine.train_text.evaluate_text_checkpoint`).
+
 Layout of the output directory::
 
     DIR/<strategy>-seed<k>/search/     the search run directory
@@ -50,13 +55,21 @@ from typing import Any
 
 import torch
 
-from nasp.apps.compare_report import plot_accuracy_vs_time, report_markdown, summarise
+from nasp.apps.compare_report import (
+    ACCURACY,
+    PERPLEXITY,
+    FinalMeasure,
+    plot_accuracy_vs_time,
+    report_markdown,
+    summarise,
+)
 from nasp.config import SearchConfig, TrainConfig
 from nasp.core.measure import parameter_count
-from nasp.data import load_dataset
-from nasp.engine.checkpoints import LAST, OLDER_DEFAULTS
+from nasp.data import is_text_dataset, load_corpus, load_dataset
+from nasp.engine.checkpoints import BEST, LAST, OLDER_DEFAULTS
 from nasp.engine.search import search
 from nasp.engine.train import resume, train
+from nasp.engine.train_text import evaluate_text_checkpoint
 from nasp.errors import ConfigError, MissingExtraError
 from nasp.registry import STRATEGIES
 from nasp.runtime.atomic import atomic_write_text
@@ -125,11 +138,25 @@ class ComparePlan:
         return self.strategy_primitives.get(strategy, self.search.primitives)
 
     @property
+    def text(self) -> bool:
+        """Whether the runs search and train language models (a text corpus)."""
+        return is_text_dataset(self.search.dataset)
+
+    @property
+    def measure(self) -> FinalMeasure:
+        """What is compared: a final accuracy, or (text, trained) a test perplexity."""
+        return PERPLEXITY if self.text and not self.benchmark else ACCURACY
+
+    @property
     def final_metric(self) -> str:
-        """What "final accuracy" means in this comparison."""
+        """What "final accuracy" (or the final test perplexity) means in this comparison."""
         if self.benchmark:
             return f"accuracy of the derived genotype in the benchmark table {self.benchmark}"
         epochs = f"{self.train.epochs} epoch{'' if self.train.epochs == 1 else 's'}"
+        if self.text:
+            return (f"test perplexity on {self.search.dataset} (batch 1) of {BEST}, the epoch "
+                    f"of the lowest validation loss in {epochs} of training the derived cell's "
+                    f"language model from scratch ({self.train.channels} units)")
         return (f"test top-1 accuracy on {self.search.dataset} after {epochs} of training the "
                 f"derived genotype from scratch ({self.train.layers} cells, C "
                 f"{self.train.channels})")
@@ -174,7 +201,10 @@ def run_comparison(plan: ComparePlan, *, progress: bool = False,
 def _warm_up(config: SearchConfig) -> None:
     """Pay the one-off costs of a first search before any is timed: the data set's loading
     code (and download) and the lazy imports behind the first torch optimiser."""
-    load_dataset(config.dataset, config.data_dir, "train")
+    if is_text_dataset(config.dataset):
+        load_corpus(config.dataset, config.data_dir)
+    else:
+        load_dataset(config.dataset, config.data_dir, "train")
     weight = torch.zeros(1, requires_grad=True)
     torch.optim.SGD([weight], lr=0.1)
     torch.optim.Adam([weight])
@@ -218,15 +248,30 @@ def _run(plan: ComparePlan, strategy: str, seed: int,
         else:
             result = train(genotype, tconfig, overwrite=True, progress=progress, plots=False,
                            log=log)
-        trained = {"test_acc": result.history[-1]["test_acc"],
+        trained = {**_final_test(plan, tconfig, result.history),
                    "parameters": parameter_count(result.net),
                    "train_seconds": time.perf_counter() - wall, "config": tconfig.to_dict()}
         _write_json(run_dir / "train.json", trained)
     else:
         log(f"reusing the finished training in {run_dir / 'train'}")
-    return {**row, "final_accuracy": trained["test_acc"], "parameters": trained["parameters"],
+    final = trained["test_ppl"] if plan.text else trained["test_acc"]
+    return {**row, plan.measure.key: final, "parameters": trained["parameters"],
             "train_seconds": trained["train_seconds"],
             "total_seconds": row["search_seconds"] + trained["train_seconds"]}
+
+
+def _final_test(plan: ComparePlan, tconfig: TrainConfig, history: list[dict[str, Any]]
+                ) -> dict[str, Any]:
+    """What ``train.json`` records as the final measure: the last epoch's ``test_acc``, or a
+    language model's ``test_ppl`` of its best.pt (last.pt when no epoch had a finite
+    validation loss)."""
+    if not plan.text:
+        return {"test_acc": history[-1]["test_acc"]}
+    run = Path(tconfig.out)
+    chosen = run / BEST if (run / BEST).is_file() else run / LAST
+    return {"test_ppl": evaluate_text_checkpoint(chosen, tconfig.data_dir,
+                                                 tconfig.device)["test_ppl"],
+            "checkpoint": chosen.name}
 
 
 def _recorded(path: Path, config: dict[str, Any], older: dict[str, Any] | None = None,
@@ -275,19 +320,20 @@ def write_report(plan: ComparePlan, rows: Sequence[dict[str, Any]],
         shown = "The plot is drawn when all runs have finished."
     else:
         try:
-            shown = plot_accuracy_vs_time(rows, picture).name
+            shown = plot_accuracy_vs_time(rows, picture, plan.measure).name
         except MissingExtraError as err:
             shown = f"No plot: {err}"
             log(f"no plot: {err}")
     atomic_write_text(plan.out / "report.md", report_markdown(plan, rows, shown))
     _write_json(plan.out / "results.json", {
-        "command": plan.command, "final_accuracy": plan.final_metric,
+        "command": plan.command, plan.measure.key: plan.final_metric,
         "search_config": plan.search.to_dict(),
         "primitives": {strategy: plan.primitives(strategy) for strategy in plan.strategies},
         "train_config": None if plan.benchmark else plan.train.to_dict(),
-        "benchmark": plan.benchmark, "runs": list(rows), "summary": summarise(rows)})
+        "benchmark": plan.benchmark, "runs": list(rows),
+        "summary": summarise(rows, plan.measure)})
     text = io.StringIO()
-    columns = ["strategy", "primitives", "seed", "final_accuracy", "parameters", "search_seconds",
+    columns = ["strategy", "primitives", "seed", plan.measure.key, "parameters", "search_seconds",
                "search_cpu_seconds", "train_seconds", "total_seconds", "genotype"]
     writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()

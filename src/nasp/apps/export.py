@@ -70,11 +70,14 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str,
     ``out`` defaults to ``model`` plus the format's suffix (``.onnx``, ``.ts``, ``.pt2``) next to
     the checkpoint. The metadata file also records the data set, its classes and the genotype.
     """
-    from nasp.engine.checkpoints import load_trained
+    from nasp.engine.checkpoints import load_trained, read_checkpoint
+    from nasp.engine.train_text import is_text_checkpoint
 
-    trained = load_trained(checkpoint)
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if is_text_checkpoint(read_checkpoint(checkpoint)[1]):
+        return _export_language_model(checkpoint, fmt, out)
+    trained = load_trained(checkpoint)
     out = Path(out) if out is not None else trained.path.with_name("model" + SUFFIXES[fmt])
     data = trained.data
     metadata = {"dataset": data.get("dataset"), "classes": data.get("classes"),
@@ -83,6 +86,21 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str,
                 "channels": trained.config.channels, "network": trained.config.network,
                 "checkpoint": str(trained.path), "epoch": trained.epoch}
     return export_model(trained.net, out, fmt, trained.shape.input_shape, metadata)
+
+
+def _export_language_model(checkpoint: str | os.PathLike, fmt: str,
+                           out: str | os.PathLike | None) -> Path:
+    """:func:`~nasp.apps.export_text.export_language_model` of a language model's checkpoint."""
+    from nasp.apps.export_text import export_language_model
+    from nasp.engine.train_text import load_language_model
+
+    trained = load_language_model(checkpoint)
+    out = Path(out) if out is not None else trained.path.with_name("model" + SUFFIXES[fmt])
+    config = trained.config
+    metadata = {"dataset": config.dataset, "vocab": trained.checkpoint["data"]["vocab"],
+                "units": config.channels, "genotype": trained.genotype.to_dict(),
+                "checkpoint": str(trained.path), "epoch": trained.checkpoint["epoch"]}
+    return export_language_model(trained.net, config.channels, out, fmt, metadata, _quiet)
 
 
 @contextlib.contextmanager

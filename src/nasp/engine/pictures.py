@@ -8,8 +8,9 @@
   epoch in ``metrics.jsonl``) as diagrams: ``.dot`` (graphviz source, the space's
   :meth:`~nasp.spaces.base.SearchSpace.cell_dot`) always, rendered to ``.png`` by graphviz
   ``dot`` when it is installed, else drawn with matplotlib by the space;
-- ``curves.png``: every ``*_loss`` and ``*_acc`` / ``*_top5`` series of ``metrics.jsonl`` and the
-  learning rate, per epoch; ``timing.png``: seconds per epoch;
+- ``curves.png``: every ``*_loss`` and ``*_acc`` / ``*_top5`` series of ``metrics.jsonl`` (a
+  language model's: ``*_ppl``, perplexities, instead of accuracies) and the learning rate, per
+  epoch; ``timing.png``: seconds per epoch;
 - search runs (:mod:`nasp.engine.search_pictures`): ``genotype_evolution.png``, the op each
   edge holds in the derived cell after every epoch; ``arch_weights.png``, the final
   architecture weights of ``arch.pt`` (or of ``checkpoint.pt`` while the search runs) and
@@ -110,7 +111,9 @@ def draw_cell(genotype: Genotype, cell: str, stem: str | os.PathLike,
 def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
                 title: str = "") -> Path:
     """Per-epoch curves: losses, accuracies (in %) and the learning rate, one panel each; every
-    axis scaled to its data. A key some records lack is a gap in its line."""
+    axis scaled to its data. A key some records lack is a gap in its line. Records with
+    perplexities (``*_ppl``, a language model's) show them, on a log scale, instead of the
+    accuracies."""
     # a strategy measured on its supernet (DARTS: val_measure "supernet") has child_val_* of
     # the child on supernet weights without its own BatchNorm statistics: not shown
     unmeasured = ("child_val_",) if any(r.get("val_measure") == "supernet"
@@ -119,7 +122,11 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
     def shown(key: str, ends: tuple[str, ...]) -> bool:
         return key.endswith(ends) and not (unmeasured and key.startswith(unmeasured))
 
+    # a language model's runs record perplexities (*_ppl): its headline, shown instead of the
+    # next-word accuracy, on a log scale (from about the vocabulary's size down to ~100)
+    perplexities = numeric_keys(records, lambda k: shown(k, ("_ppl",)))
     panels = [("loss", numeric_keys(records, lambda k: shown(k, ("_loss",)))),
+              ("perplexity", perplexities) if perplexities else
               ("accuracy (%)", numeric_keys(records, lambda k: shown(k, ("_acc", "_top5")))),
               ("learning rate", numeric_keys(records, lambda k: k == "lr"))]
     panels = [(name, keys) for name, keys in panels if keys]
@@ -133,6 +140,8 @@ def plot_curves(records: Sequence[Mapping[str, Any]], path: str | os.PathLike,
                     marker=marker(epochs), label=key.replace("_", " "))
         epoch_axis(ax)
         ax.set_ylabel(name)
+        if name == "perplexity":
+            ax.set_yscale("log")
         if len(keys) > 1:
             ax.legend()
     if title:

@@ -74,7 +74,11 @@ from nasp.engine.reproducibility import (
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.tensorboard import open_logger
 from nasp.engine.train_console import count_si, duration, epoch_line, pct
-from nasp.engine.train_text import TextTrainSession, evaluate_text_checkpoint
+from nasp.engine.train_text import (
+    TextTrainSession,
+    evaluate_text_checkpoint,
+    is_text_checkpoint,
+)
 from nasp.errors import CheckpointError, ConfigError, DatasetError
 from nasp.runtime import distributed
 from nasp.runtime.batchnorm import convert_batchnorm
@@ -160,7 +164,7 @@ def train(genotype: Genotype | str, config: TrainConfig, *, overwrite: bool = Fa
     if is_text_dataset(config.dataset):  # a recurrent cell's language model
         return TrainResult(*TextTrainSession.start(
             config, label=label, overwrite=overwrite, genotype=genotype,
-            output=Output(log, progress, plots=False, quiet=quiet)))
+            output=Output(log, progress, plots, quiet=quiet)))
     return _TrainSession.start(config, label=label, overwrite=overwrite,
                                output=Output(log, progress, plots, tensorboard, quiet),
                                genotype=genotype)
@@ -194,7 +198,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
     if is_text_dataset(config.dataset):
         return TrainResult(*TextTrainSession.resume(
             run_dir, config, checkpoint, genotype=saved,
-            output=Output(log, progress, plots=False, quiet=quiet)))
+            output=Output(log, progress, plots, quiet=quiet)))
     return _TrainSession.resume(run_dir, config, checkpoint,
                                 output=Output(log, progress, plots, tensorboard, quiet),
                                 genotype=saved)
@@ -202,8 +206,7 @@ def resume(run_dir: str | Path, *, genotype: Genotype | str | None = None,
 
 def _is_text_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` (a checkpoint or a run directory) holds a language model."""
-    _, checkpoint = read_checkpoint(path)
-    return isinstance(checkpoint.get("data"), dict) and "vocab" in checkpoint["data"]
+    return is_text_checkpoint(read_checkpoint(path)[1])
 
 
 def _as_genotype(genotype: Genotype | str) -> Genotype:

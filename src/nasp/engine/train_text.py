@@ -19,6 +19,8 @@ TAR penalty beside them in training mode); ``config.dropouts`` (name -> probabil
   exceeds the least of those before the last ``nonmono``, SGD becomes ASGD (``t0 = 0``,
   ``lambd = 0``, same lr and weight decay), and from then on the averaged weights are the ones
   evaluated and kept; ``nonmono = 0``: never;
+- pictures at the end (:func:`~nasp.engine.pictures.write_pictures`: the cell, ``curves.png``
+  with the perplexities, ``timing.png``) unless ``plots`` is off;
 - ``best.pt``: the (averaged) weights of the epoch with the lowest validation loss;
   ``last.pt``: everything to continue exactly (optimiser kind and state, both random streams,
   the stream's position, window lengths and carried state, the validation losses so far).
@@ -41,6 +43,7 @@ from nasp.core.measure import parameter_count
 from nasp.data import Corpus, TokenStream, batchify, fixed_windows, load_corpus
 from nasp.data.text import VOCAB_SIZES
 from nasp.engine.checkpoints import BEST, CHECKPOINT_KIND, LAST, read_checkpoint, saved_config
+from nasp.engine.pictures import write_pictures
 from nasp.engine.reproducibility import restore_rng_state, rng_state
 from nasp.engine.session import EpochClock, Output, RunSession
 from nasp.engine.train_console import count_si, duration
@@ -51,8 +54,9 @@ from nasp.runtime.runs import RunDir
 from nasp.spaces import Genotype, genotype_from_dict, resolve_genotype, space_of
 from nasp.tasks import LanguageModelTask, TokenWindow, perplexity
 
-__all__ = ["EVAL_BATCH", "TEST_BATCH", "TextTrainSession", "build_language_model",
-           "evaluate_text_checkpoint", "language_model_info"]
+__all__ = ["EVAL_BATCH", "TEST_BATCH", "TextTrainSession", "TrainedLanguageModel",
+           "build_language_model", "evaluate_text_checkpoint", "is_text_checkpoint",
+           "language_model_info", "load_language_model"]
 
 #: Batch sizes of the validation and test evaluations (DARTS's ``eval_batch_size``, ``test``).
 EVAL_BATCH, TEST_BATCH = 10, 1
@@ -287,8 +291,43 @@ class TextTrainSession(RunSession):
                        f"(epoch {best['epoch']}, the lowest val loss): val ppl "
                        f"{best['val_ppl']:.2f}")
             output.log(f"test perplexity: nasp test {run.path / BEST}")
+        if output.plots:
+            write_pictures(run.path, output.say)
         return (run.path, self.genotype, self.config, self.net, list(self.history),
                 dict(self.best))
+
+
+@dataclasses.dataclass
+class TrainedLanguageModel:
+    """A language model rebuilt from a ``nasp train --dataset ptb`` checkpoint, in eval mode:
+    the network, its genotype and configuration, the checkpoint's contents and file."""
+
+    net: nn.Module
+    genotype: Genotype
+    config: TrainConfig
+    checkpoint: dict[str, Any]
+    path: Path
+
+
+def is_text_checkpoint(checkpoint: Mapping[str, Any]) -> bool:
+    """Whether the contents of a ``nasp train`` checkpoint are a language model's."""
+    return isinstance(checkpoint.get("data"), dict) and "vocab" in checkpoint["data"]
+
+
+def load_language_model(path: str | Path, device: str | torch.device = "cpu"
+                        ) -> TrainedLanguageModel:
+    """The language model of checkpoint ``path`` (or of ``path/last.pt``) on ``device``, sized
+    by the vocabulary it records (no corpus is read)."""
+    path, checkpoint = read_checkpoint(path)
+    try:
+        config = saved_config(checkpoint["config"], f"the configuration in {path}")
+        genotype = genotype_from_dict(checkpoint["genotype"])
+        net = build_language_model(genotype, config, checkpoint["data"]["vocab"])
+        net.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError, GenotypeError) as err:
+        raise CheckpointError(f"checkpoint {path} is incomplete or damaged ({err}); use another "
+                              f"one, or train again") from None
+    return TrainedLanguageModel(net.to(device).eval(), genotype, config, checkpoint, path)
 
 
 @torch.no_grad()
@@ -299,22 +338,14 @@ def evaluate_text_checkpoint(path: str | Path, data_dir: str | Path | None = Non
     its ``bptt``: ``val_loss``, ``val_ppl``, ``test_loss``, ``test_ppl``, ``epoch``,
     ``checkpoint``, ``dataset``."""
     device = resolve_device(device)
-    path, checkpoint = read_checkpoint(path)
-    try:
-        config = saved_config(checkpoint["config"], f"the configuration in {path}")
-        genotype = genotype_from_dict(checkpoint["genotype"])
-        corpus = load_corpus(config.dataset, data_dir if data_dir is not None
-                             else config.data_dir)
-        if checkpoint["data"].get("vocab") != corpus.vocab_size:
-            raise DatasetError(f"{path} was trained on {checkpoint['data'].get('vocab')} words, "
-                               f"the corpus at hand has {corpus.vocab_size}; point --data-dir "
-                               f"at the same corpus")
-        net = build_language_model(genotype, config, corpus.vocab_size)
-        net.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, RuntimeError, GenotypeError) as err:
-        raise CheckpointError(f"checkpoint {path} is incomplete or damaged ({err}); use another "
-                              f"one, or train again") from None
-    net = net.to(device).eval()
+    trained = load_language_model(path, device)
+    path, config, checkpoint = trained.path, trained.config, trained.checkpoint
+    corpus = load_corpus(config.dataset, data_dir if data_dir is not None else config.data_dir)
+    if checkpoint["data"].get("vocab") != corpus.vocab_size:
+        raise DatasetError(f"{path} was trained on {checkpoint['data'].get('vocab')} words, "
+                           f"the corpus at hand has {corpus.vocab_size}; point --data-dir "
+                           f"at the same corpus")
+    net = trained.net
     task = LanguageModelTask()
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": checkpoint["epoch"],
                               "dataset": config.dataset}

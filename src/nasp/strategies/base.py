@@ -294,15 +294,18 @@ class Strategy(ABC):
     def weight_step(self, batch: Batch, plans: Plans) -> tuple[torch.Tensor, torch.Tensor]:
         """One SGD step on the network weights; returns (loss, number of correct predictions).
 
+        It minimises the task's objective (:meth:`~nasp.tasks.Task.objective`: a language
+        model's likelihood plus its TAR penalty, as DARTS's weight step) and returns its main
+        loss; the architecture steps minimise the task's plain loss.
+
         Parameters the plans do not run get a zero gradient (``unselected_weights = "decay"``)
         or none (``"frozen"``); see the module docstring."""
         x, y = batch
         decay = self.config.unselected_weights == "decay"
         self.w_optim.zero_grad(set_to_none=not decay)  # decay: gradients stay, zeroed in place
         with self.autocast():
-            logits = self.net(x, plans)
-            loss = self.task.loss(logits, y)
-        loss.backward()
+            total, loss, main = self.task.objective(self.net(x, plans), y)
+        total.backward()
         if decay:  # parameters no step has run yet get their zero gradient once
             for w in self.weights:
                 if w.grad is None:
@@ -310,7 +313,7 @@ class Strategy(ABC):
         distributed.average_gradients_(self.weights)  # data-parallel: mean over ranks
         nn.utils.clip_grad_norm_(self.weights, self.config.grad_clip)
         self.w_optim.step()
-        return loss.detach(), self.task.correct(logits, y)
+        return loss.detach(), self.task.correct(main, y)
 
     def path_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """A weight step through one path drawn uniformly from the space (every edge of the

@@ -22,6 +22,11 @@ autocast ``w + eps v`` and ``w - eps v`` give nearly the same loss and the diffe
 Then, for both orders, an Adam step on ``alpha`` and an SGD step on the weights with the
 training batch through the dense supernet at the new ``softmax(alpha)``. The first-order gradient
 and the weight step run in the configured precision.
+
+``L_train`` and ``L_val`` above are the task's plain loss (:meth:`~nasp.tasks.Task.loss`); only
+the real weight step minimises the task's objective. For a language model this is DARTS's
+``rnn/architect.py``: the virtual step and the architecture gradient use ``_loss`` (the negative
+log-likelihood alone), the weight step adds the TAR ("slowness") penalty.
 """
 
 from __future__ import annotations
@@ -78,8 +83,9 @@ class DARTS(Strategy):
         return self.dense_plans(detach=True)
 
     def loss(self, batch: Batch, plans, params=None, amp: bool = True) -> torch.Tensor:
-        """The task's loss (cross-entropy) of the network at ``plans`` (and ``params``, if
-        given); in the configured precision, or in float32 with ``amp=False``."""
+        """The task's plain loss (cross-entropy; a language model's likelihood without its
+        TAR penalty) of the network at ``plans`` (and ``params``, if given); in the configured
+        precision, or in float32 with ``amp=False``."""
         x, y = batch
         with self.autocast() if amp else contextlib.nullcontext():
             logits = (self.net(x, plans) if params is None

@@ -13,7 +13,8 @@ of two ways:
   are reset to their initial state and a fresh SGD optimiser with a cosine schedule over the
   block is made; every step is a weight step of the discrete child (the same step NASP takes).
   Its score is the validation accuracy of the child after the block's last epoch (the loop's
-  per-epoch child evaluation on the validation half).
+  per-epoch child evaluation on the validation half); for a task whose headline metric is
+  lower-is-better, that metric negated (a language model: ``-ppl``; :func:`scored_by`).
 - **by look-up** (``config.benchmark`` names a table, or a ``scorer`` is given): no training at
   all (:attr:`trains` is False, the loop skips steps and child evaluation); the candidates of
   epoch ``e`` are scored at its end with the table's accuracy. A candidate the table does not
@@ -44,6 +45,7 @@ from nasp.registry import STRATEGIES
 from nasp.spaces.base import Genotype, SearchSpace
 from nasp.spaces.benchmark import open_benchmark
 from nasp.strategies.base import Batch, Strategy, discrete_plans
+from nasp.tasks import Task
 
 __all__ = ["RandomOptions", "RandomSearch", "Scorer", "SharedWeightRandomSearch",
            "benchmark_scorer", "rank_score", "scored_by"]
@@ -58,17 +60,23 @@ def benchmark_scorer(config: SearchConfig, space: SearchSpace) -> Scorer | None:
     return open_benchmark(config, space)
 
 
-def rank_score(result: Mapping[str, float | None]) -> float | None:
-    """A candidate's score from the loop's evaluation: its ``top1`` accuracy, or ``-loss`` for
-    a task without accuracies (a user's regression loss)."""
-    if result.get("top1") is not None:
-        return result["top1"]
-    return None if result.get("loss") is None else -result["loss"]
-
-
-def scored_by(result: Mapping[str, float | None]) -> str:
-    """What :func:`rank_score` ranks ``result`` by: ``"top1"``, or ``"-loss"``."""
+def scored_by(result: Mapping[str, float | None], task: Task | None = None) -> str:
+    """What :func:`rank_score` ranks ``result`` (the loop's evaluation) by: the task's headline
+    metric where the evaluation returns it (``task.headline``; ``"-ppl"`` for a language model,
+    negated where lower is better), else ``"top1"`` (a classifier's accuracy, whose headline
+    ``acc`` is the evaluation's ``top1``), else ``"-loss"`` (a task without accuracies: a user's
+    regression loss)."""
+    if task is not None and result.get(task.headline) is not None:
+        return task.headline if task.higher_is_better else "-" + task.headline
     return "top1" if result.get("top1") is not None or result.get("loss") is None else "-loss"
+
+
+def rank_score(result: Mapping[str, float | None], task: Task | None = None) -> float | None:
+    """A candidate's score from the loop's evaluation, higher is better: the value of
+    :func:`scored_by` (negated where it says ``-``), None when there is none."""
+    key = scored_by(result, task)
+    value = result.get(key.lstrip("-"))
+    return None if value is None else (-value if key.startswith("-") else value)
 
 
 @dataclass
@@ -121,7 +129,8 @@ class RandomSearch(Strategy):
         else:  # uniform among the cells within the budget (exact, by counting)
             self.candidates = [sample_within(self.budget, generator) for _ in range(samples)]
         self.scores: list[float | None] = [None] * samples
-        #: what the scores are: an accuracy (``top1``; a table's too) or ``-loss``
+        #: what the scores are (:func:`scored_by`): an accuracy (``top1``; a table's too),
+        #: ``-loss`` or ``-ppl`` (a language model's perplexity, negated: higher is better)
         self.score_of = "top1"
         self.initial_state = None if self.shared else {
             k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -191,8 +200,8 @@ class RandomSearch(Strategy):
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         if self.trains and self.current in self.scored_in(self.epoch):
-            self.score_of = scored_by(result)
-            self._score(self.current, rank_score(result))
+            self.score_of = scored_by(result, self.task)
+            self._score(self.current, rank_score(result, self.task))
 
     def _score(self, i: int, score: float | None) -> None:
         self.scores[i] = None if score is None else float(score)
@@ -226,7 +235,8 @@ class RandomSearch(Strategy):
 
     def epoch_summary(self) -> str:
         """The candidates of the epoch and the best so far: ``candidates 6-10/50  best #3/50
-        71.2%`` (scored by a loss: ``best #3/50 loss 0.1234``, as the task writes it)."""
+        71.2%`` (scored by a loss or a perplexity, as the task writes it: ``best #3/50 loss
+        0.1234``, ``best #3/50 ppl 123.4``)."""
         K = len(self.candidates)
         handled = self.handled(self.epoch)
         if not handled:
@@ -238,8 +248,8 @@ class RandomSearch(Strategy):
         best = self.best
         if best is None:
             shown = "none"
-        elif self.score_of == "-loss":
-            shown = f"#{best + 1}/{K} {self.task.format({'loss': -self.scores[best]})}"
+        elif self.score_of.startswith("-"):  # a loss, a perplexity: as the task writes it
+            shown = f"#{best + 1}/{K} {self.task.format({self.score_of[1:]: -self.scores[best]})}"
         else:
             shown = f"#{best + 1}/{K} {100 * self.scores[best]:.1f}%"
         return f"{now}  best {shown}"
@@ -272,9 +282,10 @@ class SharedWeightRandomSearch(RandomSearch):
     through uniformly drawn paths (:meth:`~nasp.strategies.base.Strategy.path_step`, one path
     per step, with the search's cosine schedule over all epochs); at the end of epoch ``e`` the
     candidates ``floor(e K / E) .. floor((e + 1) K / E) - 1`` and the best candidate so far are
-    scored by their validation accuracy with the supernet's current weights (the search loop's
-    evaluation on the validation half), so the best is always judged with the latest weights.
-    Never looks at a benchmark table. ``K = random_samples``, by default 5 per epoch."""
+    scored by their validation accuracy (:func:`scored_by`) with the supernet's current weights
+    (the search loop's evaluation on the validation half), so the best is always judged with the
+    latest weights. Never looks at a benchmark table. ``K = random_samples``, by default 5 per
+    epoch."""
 
     name = "random-ws"
     shared = True
@@ -307,8 +318,8 @@ class SharedWeightRandomSearch(RandomSearch):
         incumbent = self.best
         for i in [*self.scored_in(self.epoch), *([] if incumbent is None else [incumbent])]:
             result = self.evaluator(discrete_plans(self.candidates[i]))
-            self.score_of = scored_by(result)
-            self._score(i, rank_score(result))
+            self.score_of = scored_by(result, self.task)
+            self._score(i, rank_score(result, self.task))
 
     def child_evaluated(self, result: Mapping[str, float]) -> None:
         return None

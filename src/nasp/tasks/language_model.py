@@ -5,8 +5,10 @@ the next word, ``(T * B, vocab)`` (time-major, as the targets of
 :class:`~nasp.data.tokens.TokenStream`); in training mode with temporal activation regularisation
 (TAR, DARTS's ``beta`` "slowness") it returns ``(log_probs, penalty)``.
 
-- loss of a batch: the mean negative log-likelihood of the targets, plus the penalty when there
-  is one (the objective's total; the "main loss" is the likelihood alone);
+- loss of a batch (:meth:`LanguageModelTask.loss`): the mean negative log-likelihood of the
+  targets alone, what DARTS's architecture steps and unrolled virtual step minimise (its
+  ``RNNModelSearch._loss``); the objective (:meth:`LanguageModelTask.objective`), what the weight
+  steps minimise, adds the penalty when there is one;
 - correct: next-word predictions (argmax) equal to the target, a tensor (no host sync);
 - evaluation: over windows of a split in order, the state carried from one window to the next
   (from zeros, as AWD-LSTM and DARTS evaluate), ``loss`` the mean negative log-likelihood per
@@ -62,14 +64,14 @@ class LanguageModelTask:
     items: ClassVar[str] = "tokens"
 
     def loss(self, output: Output, target: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood of ``target``, plus the TAR penalty of a tuple output."""
-        log_probs, penalty = _split(output)
-        nll = F.nll_loss(log_probs, target)
-        return nll if penalty is None else nll + penalty
+        """Mean negative log-likelihood of ``target``; the TAR penalty of a tuple output is left
+        out (it regularises the weight steps only: :meth:`objective`)."""
+        log_probs, _ = _split(output)
+        return F.nll_loss(log_probs, target)
 
     def objective(self, output: Output, target: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(nll + penalty, nll, log_probs)``."""
+        """``(nll + penalty, nll, log_probs)``: the weight steps minimise the first."""
         log_probs, penalty = _split(output)
         nll = F.nll_loss(log_probs, target)
         return (nll if penalty is None else nll + penalty), nll, log_probs

@@ -8,17 +8,18 @@ own matrix); ``h_t`` is the mean of ``s_1..s_8``. One architecture matrix, cell 
 ``i+1<-j``) x 5 ops; the projection keeps one row per node (``prox_C1`` with ``keep = 1``;
 ``none`` loses ties, :func:`nasp.core.prox.tie_order`).
 
-The network (:mod:`.network`): a language model, embedding size = hidden size = ``channels``,
-one cell (``layers`` must be 1), tied decoder; ``num_classes`` is the vocabulary size and
+The network (:mod:`.network`): a language model, embedding size = hidden size = ``channels``, one
+cell (``layers`` must be 1), tied decoder; ``num_classes`` is the vocabulary size and
 ``in_channels`` is ignored. Its input is a :class:`~nasp.tasks.windows.TokenWindow` (tokens
 ``(T, B)``, the state to start from); it writes its last hidden state ``(B, channels)``, not
-detached, into ``x.final`` and returns log-probabilities ``(T * B, vocab)``; in training mode
-with ``net.slowness > 0`` the pair ``(log_probs, penalty)`` (DARTS's temporal activation
-regularisation, ``beta = 1e-3``), which the language-model task adds to its loss. ``net.dropouts``
-(a :class:`~.network.RecurrentDropouts`: ``output``, ``hidden``, ``input_x``, ``embedding_input``,
-``embedding_words``) holds DARTS's search values on the supernet (0.75, 0.25, 0.75, 0.2, 0) and
-its evaluation values on the evaluation network (0.75, 0.25, 0.75, 0.2, 0.1); a run may replace
-both attributes. The supernet is ``supernet(x, {"recurrent": CellPlan})``; the child
+detached, into ``x.final`` and returns log-probabilities ``(T * B, vocab)``; in training mode with
+``net.slowness > 0`` the pair ``(log_probs, penalty)`` (DARTS's temporal activation regularisation,
+``beta = 1e-3``), which the language-model task adds to its objective, the loss of the weight steps
+only (the architecture steps, as DARTS's, see the likelihood alone). ``net.dropouts`` (a
+:class:`~.network.RecurrentDropouts`: ``output``, ``hidden``, ``input_x``, ``embedding_input``,
+``embedding_words``) holds DARTS's search values on the supernet (0.75, 0.25, 0.75, 0.2, 0) and its
+evaluation values on the evaluation network (0.75, 0.25, 0.75, 0.2, 0.1); a run may replace both
+attributes. The supernet is ``supernet(x, {"recurrent": CellPlan})``; the child
 (:meth:`DartsRNNSpace.extract_child`, ``build_child``) and the evaluation network are ``net(x)``.
 
 Derivation (:meth:`DartsRNNSpace.derive`) is DARTS's ``_parse`` on ``softmax(A)``: per node the
