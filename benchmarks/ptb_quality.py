@@ -141,6 +141,22 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
+def unigram_perplexities(data_dir: str) -> dict[str, float]:
+    """Validation and test perplexity of a unigram model (word counts of PTB's training split):
+    the level a language model reaches by learning word frequencies alone."""
+    import collections
+    import math
+
+    def words(split: str) -> list[str]:
+        lines = (Path(data_dir) / "penn" / f"{split}.txt").read_text().splitlines()
+        return [w for line in lines for w in [*line.split(), "<eos>"]]
+
+    counts = collections.Counter(words("train"))
+    total = sum(counts.values())
+    return {name: math.exp(-statistics.fmean(math.log(counts[w] / total) for w in words(split)))
+            for name, split in (("val_ppl", "valid"), ("test_ppl", "test"))}
+
+
 def summarise(args: argparse.Namespace) -> dict:
     work = Path(args.work)
     rows = {}
@@ -166,7 +182,7 @@ def summarise(args: argparse.Namespace) -> dict:
     if all(rows.get(k, {}).get("search_cpu_seconds", (None,))[0] for k in ("nasp", "darts")):
         ratio = rows["nasp"]["search_cpu_seconds"][0] / rows["darts"]["search_cpu_seconds"][0]
     return {"search": SEARCH, "train": TRAIN, "seeds": args.seeds, "rows": rows,
-            "nasp_over_darts_search_cpu": ratio}
+            "nasp_over_darts_search_cpu": ratio, "unigram": unigram_perplexities(args.data_dir)}
 
 
 def fmt(pair: tuple[float | None, float | None], digits: int = 1, scale: float = 1.0) -> str:
@@ -196,6 +212,10 @@ def report(results: dict, out: Path) -> str:
     if ratio is not None:
         lines += ["", f"NASP's search CPU time over DARTS's: {ratio:.2f} "
                       f"({1 / ratio:.1f}x less)."]
+    u = results["unigram"]
+    lines += ["", f"For scale: a unigram model (the word counts of the training split) has "
+                  f"validation perplexity {u['val_ppl']:.1f} and test perplexity "
+                  f"{u['test_ppl']:.1f}."]
     lines += ["", "## Runs", "", "| cell | seed | val ppl | test ppl | search CPU (s) | "
               "found cell (node <- op(input)) |", "|---|---|---|---|---|---|"]
     for name, row in results["rows"].items():
