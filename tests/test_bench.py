@@ -75,3 +75,17 @@ def test_every_variant_runs_on_a_text_space():
     report = run_bench(TINY_TEXT, ["child"], repeats=1, warmup=0, memory=True)
     assert report["setup"]["space"] == TEXT_SPACE
     assert report["variants"][0]["peak_memory_bytes"] >= 0  # the subprocess rebuilt the setup
+
+
+def test_cli_on_a_text_space_takes_its_paper_sizes_where_none_given(tmp_path):
+    from nasp.config import preset
+
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--space", TEXT_SPACE, "--channels", "6", "--bptt", "3", "--vocab", "30",
+                 "--batch-size", "2", "--repeats", "1", "--warmup", "0", "--no-memory",
+                 "--variants", "nasp", "--json", str(path)]) == 0
+    setup = json.loads(path.read_text())["setup"]
+    assert setup["layers"] == preset("paper", space=TEXT_SPACE).layers
+    assert (setup["space"], setup["channels"], setup["bptt"], setup["vocab"]) == (TEXT_SPACE, 6, 3,
+                                                                                  30)
+    assert setup["primitives"] is None  # the space's own op set
