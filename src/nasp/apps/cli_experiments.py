@@ -44,13 +44,21 @@ def add_bench_parser(sub) -> None:
         "bench", help="time and measure one search iteration: NASP vs DARTS",
         description="Per-iteration time (median of interleaved rounds after warm-up) and peak "
                     "memory of the child network alone, NASP (sparse and reference architecture "
-                    "steps) and DARTS (first and second order), on one supernet and random data.")
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--primitives", choices=sorted(SPACES[DEFAULT_SPACE].primitive_sets),
-                   default=SPACES[DEFAULT_SPACE].default_primitives)
+                    "steps) and DARTS (first and second order), on one supernet and random data "
+                    "(images, or on a text space windows of random tokens). Sizes left out take "
+                    "the space's paper search setting (--preset paper).")
+    p.add_argument("--space", choices=sorted(SPACES), default=DEFAULT_SPACE)
+    p.add_argument("--layers", type=int, help="default: the space's paper search setting")
+    p.add_argument("--channels", type=int, help="default: the space's paper search setting")
+    p.add_argument("--batch-size", type=int, help="default: the space's paper search setting")
+    p.add_argument("--image-size", type=int, default=32, help="image spaces: the images' side")
+    p.add_argument("--bptt", type=int, default=35, help="text spaces: time steps per window")
+    p.add_argument("--vocab", type=int, default=10_000,
+                   help="text spaces: the vocabulary of the random tokens (Penn Treebank's)")
+    p.add_argument("--primitives", choices=sorted({n for cls in SPACES.values()
+                                                   for n in cls.primitive_sets}),
+                   help="candidate op set (default: darts-7 on the default space, otherwise "
+                        "the space's own)")
     add_options(p, SearchConfig, DEVICE_OPTIONS, default="auto")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), metavar="NAME",
                    help=f"which to run (default all: {', '.join(VARIANTS)})")
@@ -62,16 +70,25 @@ def add_bench_parser(sub) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from nasp.apps.step_timing import BenchSetup, format_table, run_bench
     from nasp.runtime.atomic import atomic_write_text
 
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError("--repeats must be at least 1 and --warmup at least 0")
-    setup = BenchSetup(layers=args.layers, channels=args.channels, batch_size=args.batch_size,
-                       image_size=args.image_size, device=args.device,
-                       primitives=args.primitives, memory_format=args.memory_format,
-                       precision=args.precision, seed=args.seed)
+    paper = preset("paper", space=args.space)
+    primitives = args.primitives or (
+        BenchSetup.primitives if args.space == DEFAULT_SPACE else None)
+    setup = BenchSetup(layers=_or(args.layers, paper.layers),
+                       channels=_or(args.channels, paper.channels),
+                       batch_size=_or(args.batch_size, paper.batch_size),
+                       image_size=args.image_size, device=args.device, primitives=primitives,
+                       memory_format=args.memory_format, precision=args.precision,
+                       seed=args.seed, space=args.space, bptt=args.bptt, vocab=args.vocab)
     report = run_bench(setup, args.variants, args.repeats, args.warmup, not args.no_memory,
                        log=lambda s: print(s, file=sys.stderr))
     print(format_table(report))

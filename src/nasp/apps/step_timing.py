@@ -1,7 +1,10 @@
 """``nasp bench``: the cost of one search iteration, NASP against DARTS, on one supernet.
 
-Every variant gets its own copy of the same seeded supernet and the same random batches (3-channel
-images, 10 classes), the same memory format and precision:
+Every variant gets its own copy of the same seeded supernet and the same random batches, the same
+memory format and precision. The batches follow the space's data kind: on an image space 3-channel
+images of 10 classes; on a text space (a recurrent cell in a language model) windows of ``bptt``
+random tokens over a ``vocab``-word vocabulary (:class:`~nasp.tasks.windows.TokenWindow`, starting
+from a zero state) and their next-word targets, the loss the language-model task's. The variants:
 
 - ``child``: the child network alone (the supernet in discrete mode at a fixed selection), one
   forward/backward and SGD step: the floor any search iteration must pay for its weight step;
@@ -32,15 +35,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
-from nasp.config import SearchConfig
+from nasp.config import preset
 from nasp.runtime.device import resolve_device, resolve_memory_format
-from nasp.spaces import build_space
+from nasp.spaces import DEFAULT_SPACE, SPACES, build_space
 from nasp.strategies import build_strategy
+from nasp.tasks import build_task
+from nasp.tasks.windows import TokenWindow
 
-__all__ = ["VARIANTS", "BenchSetup", "build_variant", "run_bench", "format_table"]
+__all__ = ["VARIANTS", "BenchSetup", "build_variant", "format_table", "random_batch", "run_bench"]
 
 VARIANTS = {
     "child": "child network alone: forward, backward, SGD step",
@@ -53,35 +59,75 @@ VARIANTS = {
 
 @dataclass
 class BenchSetup:
+    """One supernet and its batches. ``image_size`` is used on image spaces, ``bptt`` and
+    ``vocab`` on text spaces; ``primitives`` None: the space's own op set."""
+
     layers: int = 8
     channels: int = 16
     batch_size: int = 64
     image_size: int = 32
     device: str = "auto"
-    primitives: str = "darts-7"
+    primitives: str | None = "darts-7"
     memory_format: str = "auto"
     precision: str = "auto"
     seed: int = 0
+    space: str = DEFAULT_SPACE
+    bptt: int = 35
+    vocab: int = 10_000
+
+    @property
+    def text(self) -> bool:
+        """Whether the space's networks are language models (token windows, not images)."""
+        return getattr(SPACES[self.space], "data_kind", "image") == "text"
+
+    def describe(self) -> str:
+        data = (f"bptt {self.bptt}, {self.vocab} words" if self.text
+                else f"{self.image_size}x{self.image_size}")
+        sizes = SPACES[self.space].describe_sizes(self.layers, self.channels)
+        return f"{self.space}: {sizes}, batch {self.batch_size}, {data}"
 
     def args(self) -> list[str]:
         """Command-line options that rebuild this setup."""
-        return [f"--{k.replace('_', '-')}={v}" for k, v in asdict(self).items()]
+        return [f"--{k.replace('_', '-')}={v}" for k, v in asdict(self).items()
+                if v is not None]
+
+
+def random_batch(setup: BenchSetup, generator: torch.Generator, device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> tuple[Any, Any]:
+    """One random batch ``(x, y)`` of the setup's data kind: images ``(B, 3, S, S)`` and labels
+    of 10 classes, or a :class:`TokenWindow` of ``(bptt, B)`` tokens from a zero state and the
+    next word of each, time-major ``(bptt * B,)`` as :class:`~nasp.data.tokens.TokenStream`."""
+    if setup.text:
+        tokens = torch.randint(0, setup.vocab, (setup.bptt + 1, setup.batch_size),
+                               generator=generator).to(device)
+        return TokenWindow(tokens[:-1]), tokens[1:].reshape(-1)
+    x = torch.randn(setup.batch_size, 3, setup.image_size, setup.image_size, generator=generator)
+    y = torch.randint(0, 10, (setup.batch_size,), generator=generator)
+    return x.to(device, memory_format=memory_format), y.to(device)
 
 
 def build_variant(name: str, setup: BenchSetup) -> Callable[[], None]:
     """A function running one iteration of variant ``name`` (see the module docstring)."""
     strategy_name = {"child": "nasp", "nasp-reference": "nasp"}.get(name, name)
-    config = SearchConfig(strategy=strategy_name, layers=setup.layers, channels=setup.channels,
-                          batch_size=setup.batch_size, primitives=setup.primitives,
-                          memory_format=setup.memory_format, precision=setup.precision,
-                          arch_mode="reference" if name == "nasp-reference" else "sparse")
+    # the space's cpu preset: its optimisers (e.g. DARTS's language-model SGD on a text space)
+    config = preset("cpu", space=setup.space, strategy=strategy_name, layers=setup.layers,
+                    channels=setup.channels, batch_size=setup.batch_size,
+                    primitives=setup.primitives, memory_format=setup.memory_format,
+                    precision=setup.precision, bptt=setup.bptt,
+                    arch_mode="reference" if name == "nasp-reference" else "sparse")
     device = resolve_device(setup.device)
     memory_format = resolve_memory_format(setup.memory_format, device)
     torch.manual_seed(setup.seed)
-    space = build_space(primitives=setup.primitives)  # the default space
-    net = space.build_supernet(3, 10, setup.layers, setup.channels).to(
-        device, memory_format=memory_format)
-    strategy = build_strategy(strategy_name, space, net, config)
+    space = build_space(setup.space, config.primitives)
+    if setup.text:
+        net = space.build_supernet(1, setup.vocab, setup.layers, setup.channels).to(device)
+        task = build_task("language-model")
+    else:
+        net = space.build_supernet(3, 10, setup.layers, setup.channels).to(
+            device, memory_format=memory_format)
+        task = None
+    strategy = build_strategy(strategy_name, space, net, config,
+                              **({} if task is None else {"task": task}))
     if strategy_name == "nasp":
         g = torch.Generator().manual_seed(setup.seed)
         with torch.no_grad():
@@ -89,13 +135,7 @@ def build_variant(name: str, setup: BenchSetup) -> Callable[[], None]:
                 a.copy_(torch.rand(a.shape, generator=g))
         strategy.project()
     g = torch.Generator().manual_seed(setup.seed + 1)
-
-    def batch():
-        x = torch.randn(setup.batch_size, 3, setup.image_size, setup.image_size, generator=g)
-        y = torch.randint(0, 10, (setup.batch_size,), generator=g)
-        return x.to(device, memory_format=memory_format), y.to(device)
-
-    train, val = batch(), batch()
+    train, val = (random_batch(setup, g, device, memory_format) for _ in range(2))
     if name == "child":
         plans = strategy.child_plans()
         return lambda: strategy.weight_step(train, plans)
@@ -163,8 +203,7 @@ def run_bench(setup: BenchSetup, variants: list[str] | None = None, repeats: int
     """Time (and measure the memory of) each variant; returns a JSON-ready report."""
     variants = variants or list(VARIANTS)
     device = resolve_device(setup.device)
-    log(f"building {len(variants)} variants: {setup.layers} cells, C {setup.channels}, batch "
-        f"{setup.batch_size}, {setup.image_size}x{setup.image_size}, on {device}")
+    log(f"building {len(variants)} variants: {setup.describe()}, on {device}")
     fns = {name: build_variant(name, setup) for name in variants}
     log(f"timing: {warmup} warm-up + {repeats} interleaved rounds")
     times = _time_interleaved(fns, device, repeats, warmup)
@@ -217,6 +256,7 @@ def _memory_child(argv: list[str]) -> None:
     parser.add_argument("--memory-of", choices=list(VARIANTS), required=True)
     for key, value in asdict(BenchSetup()).items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
+    parser.set_defaults(primitives=None)  # a setup's None: not among its arguments
     args = vars(parser.parse_args(argv))
     name = args.pop("memory_of")
     fn = build_variant(name, BenchSetup(**args))
