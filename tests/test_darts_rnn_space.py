@@ -158,6 +158,24 @@ def test_discrete_equals_the_extracted_child_and_reference(space, supernet, whic
         torch.testing.assert_close(final, h, rtol=0, atol=1e-12)
 
 
+def test_an_evaluated_cell_normalises_with_the_batch_statistics(space, supernet):
+    """In eval mode the search cell's BatchNorm uses the batch's statistics, whatever the
+    training passes before it saw: so the eval output equals a training-mode pass without
+    dropout. (Running statistics shared by all nodes and steps made evaluated children's states
+    overflow to NaN.)"""
+    _, A_bar, selection = arch_point(space)
+    plans = {"recurrent": CellPlan("discrete", A_bar, selection)}
+    for seed in range(3):  # training passes that would move running statistics
+        supernet(window(seed)[0], plans)
+    supernet.eval()
+    evaluated = supernet(window()[0], plans)
+    supernet.train()
+    supernet.dropouts = RecurrentDropouts(0.0, 0.0, 0.0, 0.0, 0.0)
+    supernet.slowness = 0.0
+    trained = supernet(window()[0], plans)
+    assert torch.allclose(evaluated, trained, atol=1e-12, rtol=0)
+
+
 # ------------------------------------------------------- plain re-computations of DARTS's formulas
 
 

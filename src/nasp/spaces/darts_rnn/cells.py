@@ -68,7 +68,13 @@ class _Cell(nn.Module):
         self.Ws = nn.ParameterList(
             nn.Parameter(torch.empty(nhid, 2 * nhid).uniform_(-INITRANGE, INITRANGE))
             for _ in range(steps))
-        self.bn = nn.BatchNorm1d(nhid, affine=False) if batchnorm else None
+        # the search cell's normaliser always uses the batch's statistics, in eval mode too (as
+        # NAS-Bench-201's search cells do). DARTS keeps running statistics, but one set shared
+        # by s_0, all 8 nodes and every time step does not fit any of them in eval mode: the
+        # recurrent state of an evaluated child grew ~1.4x per step and overflowed to NaN
+        # (5 of 9 NASP epochs of the cpu preset). Training-mode outputs are unchanged.
+        self.bn = (nn.BatchNorm1d(nhid, affine=False, track_running_stats=False) if batchnorm
+                   else None)
 
     def _norm(self, s: torch.Tensor) -> torch.Tensor:
         return s if self.bn is None else self.bn(s)
