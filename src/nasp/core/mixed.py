@@ -31,7 +31,8 @@ from torch import nn
 
 from nasp.core.ops import search_op
 
-__all__ = ["MODES", "CellPlan", "MixedOp", "mixed_forward", "sparse_combine", "sparse_sum"]
+__all__ = ["MODES", "CellPlan", "MixedOp", "mixed_forward", "sparse_block", "sparse_combine",
+           "sparse_sum"]
 
 MODES = ("dense", "discrete", "reference", "sparse")
 
@@ -148,6 +149,47 @@ def sparse_combine(weights: torch.Tensor, selected: Sequence[tuple[int, torch.Te
     positions = tuple(p for p, _ in selected) + tuple(p for p, _ in others)
     return _SparseSum.apply(weights, positions, len(selected),
                             *(y for _, y in selected), *(y for _, y in others))
+
+
+class _SparseBlock(torch.autograd.Function):
+    """``sum_i w[pos_i] * y_i`` over the selected outputs ``y_i`` (with autograd), where the
+    weights vanish off them; ``block`` (no autograd) holds, at ``block_positions``, the outputs
+    of every op whose weight gets a gradient, the selected ones included. Backward: every
+    weight's exact gradient ``<g, block_n>`` in one matrix product; ``g * w[pos_i]`` to each
+    selected output."""
+
+    @staticmethod
+    def forward(ctx, weights, positions, block_positions, block, *selected):
+        flat = weights.reshape(-1)
+        ctx.positions, ctx.block_positions = positions, block_positions
+        ctx.save_for_backward(weights, block)
+        total = torch.zeros_like(block[0])
+        for pos, y in zip(positions, selected):
+            total = total + y * flat[pos]
+        return total
+
+    @staticmethod
+    def backward(ctx, g):
+        weights, block = ctx.saved_tensors
+        flat = weights.reshape(-1)
+        dots = block.reshape(block.shape[0], -1) @ g.reshape(-1).to(block.dtype)
+        index = torch.tensor(ctx.block_positions, device=weights.device)
+        grad_w = torch.zeros_like(flat).index_put_((index,), dots.to(flat.dtype),
+                                                   accumulate=True)
+        return (grad_w.view_as(weights), None, None, None,
+                *(g * flat[pos] for pos in ctx.positions))
+
+
+def sparse_block(weights: torch.Tensor, selected: Sequence[tuple[int, torch.Tensor]],
+                 block: torch.Tensor, block_positions: Sequence[int]) -> torch.Tensor:
+    """:func:`sparse_combine` for ops whose outputs come as one tensor: ``block`` ``(N, ...)``,
+    computed without autograd, holds the output of every op at ``block_positions`` (the
+    flattened weight index of each), the selected ones included; ``selected`` the ``(position,
+    output)`` of the selected ops computed with autograd. Same result and gradients as
+    :func:`sparse_combine`, with the weights' gradients in one matrix product instead of one
+    dot product per op (the DARTS recurrent cell: every (input, op) of a node at once)."""
+    return _SparseBlock.apply(weights, tuple(p for p, _ in selected), tuple(block_positions),
+                              block, *(y for _, y in selected))
 
 
 class MixedOp(nn.Module):

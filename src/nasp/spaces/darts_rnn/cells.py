@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from nasp.core.mixed import CellPlan, sparse_combine
+from nasp.core.mixed import CellPlan, sparse_block
 from nasp.spaces.darts_rnn.genotype import RNN_PRIMITIVES, RecurrentGenotype
 
 __all__ = ["ACTIVATIONS", "INITRANGE", "STEPS", "GenotypeCell", "SearchCell"]
@@ -150,7 +150,9 @@ class SearchCell(_Cell):
         from one matrix product over the node's inputs."""
         S = torch.stack(states)
         cg = (_masked(S, h_mask).reshape(-1, self.nhid) @ self.Ws[i]).view(*S.shape[:2], -1)
-        return torch.stack([_highway(S, cg, self.activations[k]) for k in self.live])
+        c, g = cg.chunk(2, dim=-1)
+        gate = torch.sigmoid(c)  # shared by the ops: they differ only in the activation of g
+        return torch.stack([S + gate * (self.activations[k](g) - S) for k in self.live])
 
     def _mixed(self, i, states, h_mask, plan):
         """``sum_{j,k} w[(i, j), k] out_{jk}`` over every (input, op), with autograd."""
@@ -181,19 +183,17 @@ class SearchCell(_Cell):
         return torch.zeros_like(states[0]) if out is None else out
 
     def _sparse(self, i, states, h_mask, plan):
-        """The selected (input, op) with autograd, every other forward-only; the weights of the
-        ``none`` column get their exact gradient 0 by being left out."""
+        """The selected (input, op) with autograd, every (input, op) forward-only in one block
+        (:func:`~nasp.core.mixed.sparse_block`: every weight's gradient in one matrix product);
+        the weights of the ``none`` column get their exact gradient 0 by being left out."""
         K = len(self.primitives)
-        chosen = self._chosen(i, plan)
         selected = []
-        for j, k in chosen:
+        for j, k in self._chosen(i, plan):
             y = self._one(i, states[j], h_mask, k)
             if y is not None:
                 selected.append((j * K + k, y))
         with torch.no_grad():
-            outs = self._all_outputs(i, states, h_mask)
-        taken = set(chosen)
-        others = [(j * K + k, outs[n, j]) for n, k in enumerate(self.live)
-                  for j in range(i + 1) if (j, k) not in taken]
+            outs = self._all_outputs(i, states, h_mask)  # (live, i+1, B, H)
+        positions = [j * K + k for k in self.live for j in range(i + 1)]
         weights = plan.weights[self.offsets[i]:self.offsets[i] + i + 1]
-        return sparse_combine(weights, selected, others)
+        return sparse_block(weights, selected, outs.flatten(0, 1), positions)
