@@ -30,7 +30,8 @@ from nasp.core.measure import flop_count, parameter_count
 from nasp.core.ops import OPS
 from nasp.errors import ConfigError
 
-__all__ = ["EdgeSite", "EdgeSites", "cost_table", "op_counts", "read_latency_table"]
+__all__ = ["EdgeSite", "EdgeSiteCosts", "EdgeSites", "cost_table", "op_counts",
+           "read_latency_table"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,20 @@ def cost_table(metric: str, sites: EdgeSites, latency_table: str | os.PathLike |
         net = sites.baseline()
     constant = parameter_count(net) if metric == "params" else flop_count(net, sites.input_shape)
     return CostTable(metric, float(constant), tables, sites.about)
+
+
+class EdgeSiteCosts:
+    """``SearchSpace.cost_table`` of a space that lists its evaluation network's edge sites
+    (``edge_sites``), ``name`` and ``primitive_set``: the :func:`cost_table` of those sites."""
+
+    def cost_table(self, metric: str, input_shape: Sequence[int], num_classes: int,
+                   layers: int | None = None, channels: int | None = None,
+                   latency_table: str | os.PathLike | None = None) -> CostTable:
+        """The cost of the evaluation network: ``params``, ``flops`` or ``latency`` (from
+        ``latency_table``, a ``nasp profile`` file)."""
+        sites = self.edge_sites(input_shape, num_classes, layers, channels)
+        return cost_table(metric, sites, latency_table, space=self.name,
+                          primitive_set=self.primitive_set)
 
 
 def _latency_error(path: Path, what: str) -> ConfigError:

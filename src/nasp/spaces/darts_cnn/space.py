@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
-from nasp.core.budget import CellRule, CostTable
+from nasp.core.budget import CellRule
 from nasp.core.ops import op_parameter_count
 from nasp.core.prox import prox_c1, tie_order
 from nasp.errors import BenchmarkError
 from nasp.spaces.base import ArchTensors, Benchmark, EdgeOps, Selection
-from nasp.spaces.costs import EdgeSite, EdgeSites, cost_table
+from nasp.spaces.costs import EdgeSite, EdgeSiteCosts, EdgeSites
 from nasp.spaces.darts_cnn import drawing
 from nasp.spaces.darts_cnn.child import ChildNetwork
 from nasp.spaces.darts_cnn.genotype import BUILTIN_GENOTYPES, SPACE, Genotype
@@ -63,7 +63,7 @@ def _edge_offsets(steps: int) -> list[int]:
     return offsets
 
 
-class DartsCNNSpace:
+class DartsCNNSpace(EdgeSiteCosts):
     """The DARTS CNN cell space with a named primitive set (``darts``, ``darts-7``, ``nasp-12``).
 
     Implements :class:`~nasp.spaces.base.SearchSpace`.
@@ -308,15 +308,6 @@ class DartsCNNSpace:
         about = (f"{self.describe_sizes(layers, channels)}, {'x'.join(map(str, shape))} input, "
                  f"{num_classes} classes")
         return EdgeSites(baseline, tuple(sites), self.primitives, shape, about)
-
-    def cost_table(self, metric: str, input_shape: Sequence[int], num_classes: int,
-                   layers: int | None = None, channels: int | None = None,
-                   latency_table: str | os.PathLike | None = None) -> CostTable:
-        """The cost of the evaluation network (:mod:`nasp.spaces.costs`): ``params``,
-        ``flops`` or ``latency`` (from ``latency_table``)."""
-        return cost_table(metric, self.edge_sites(input_shape, num_classes, layers,
-                                                        channels),
-                                latency_table, space=self.name, primitive_set=self.primitive_set)
 
     # -- genotype formats ---------------------------------------------------------------------
     @classmethod

@@ -43,13 +43,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasp.core.budget import CellRule, CostTable
+from nasp.core.budget import CellRule
 from nasp.core.mixed import CellPlan, MixedOp, sparse_sum
 from nasp.core.ops import OPS, ResNetBasicBlock, op_parameter_count
 from nasp.core.prox import best_ops, prox_c1, tie_order
 from nasp.errors import GenotypeError
 from nasp.spaces.base import ArchTensors, EdgeOps, Selection
-from nasp.spaces.costs import EdgeSite, EdgeSites, cost_table
+from nasp.spaces.costs import EdgeSite, EdgeSiteCosts, EdgeSites
 from nasp.spaces.nb201 import drawing
 from nasp.spaces.nb201.benchmark_table import BenchmarkLookup, open_table
 from nasp.spaces.nb201.genotype import EDGES, NB201_PRIMITIVES, SPACE, NB201Genotype, is_nb201_dict
@@ -214,7 +214,7 @@ def _as_nb201(genotype: object) -> NB201Genotype:
         f"to --space darts")
 
 
-class NB201Space:
+class NB201Space(EdgeSiteCosts):
     """The NAS-Bench-201 cell space (see the module docstring); one cell type, ``"cell"``.
 
     Implements :class:`~nasp.spaces.base.SearchSpace`.
@@ -344,15 +344,6 @@ class NB201Space:
         about = (f"{self.describe_sizes(layers, channels)}, {'x'.join(map(str, shape))} input, "
                  f"{num_classes} classes")
         return EdgeSites(baseline, tuple(sites), self.primitives, shape, about)
-
-    def cost_table(self, metric: str, input_shape: Sequence[int], num_classes: int,
-                   layers: int | None = None, channels: int | None = None,
-                   latency_table: str | os.PathLike | None = None) -> CostTable:
-        """The cost of the evaluation network (:mod:`nasp.spaces.costs`): ``params``,
-        ``flops`` or ``latency`` (from ``latency_table``)."""
-        return cost_table(metric, self.edge_sites(input_shape, num_classes, layers,
-                                                        channels),
-                                latency_table, space=self.name, primitive_set=self.primitive_set)
 
     def build_supernet(self, in_channels: int, num_classes: int, layers: int,
                        channels: int) -> NB201Supernet:
