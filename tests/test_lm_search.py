@@ -7,16 +7,20 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from lm_fakes import FakeRNNSpace, write_corpus
-from test_resume import SRC, assert_same_arch, interrupt_after_checkpoint, metrics
+from test_resume import (
+    SRC,
+    assert_same_arch,
+    interrupt_after_checkpoint,
+    kill_after_checkpoint,
+    metrics,
+)
 
 from nasp.config import SearchConfig, load_config, preset
 from nasp.engine.search import CHECKPOINT, resume_search, search
@@ -133,30 +137,7 @@ def test_a_text_search_killed_mid_epoch_resumes_bit_identical(tmp_path):
     code = NASP_WITH_FAKE.format(tests=str(Path(__file__).parent))
     child = subprocess.Popen([sys.executable, "-c", code, *args, "--out", str(out)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed_at, seen = None, None
-    try:
-        while killed_at is None and child.poll() is None:
-            time.sleep(0.01)
-            try:
-                stat = (out / CHECKPOINT).stat()
-            except FileNotFoundError:
-                continue
-            if (stat.st_ino, stat.st_mtime_ns) == seen:
-                continue
-            child.send_signal(signal.SIGSTOP)
-            stat = (out / CHECKPOINT).stat()
-            seen = (stat.st_ino, stat.st_mtime_ns)
-            state = torch.load(out / CHECKPOINT, weights_only=True)
-            if state["step"] > 2:
-                child.send_signal(signal.SIGKILL)
-                killed_at = (state["epoch"], state["step"])
-            else:
-                child.send_signal(signal.SIGCONT)
-    finally:
-        if child.poll() is None and killed_at is None:
-            child.kill()
-        _, err = child.communicate()
-    assert killed_at is not None, f"the search ended before a mid-epoch checkpoint: {err}"
+    killed_at = kill_after_checkpoint(child, out / CHECKPOINT, after_step=2)
     lines = []  # resumed here (a process of its own too): saves a second start of torch
     resume_search(out, progress=False, plots=False, log=lines.append)
     assert f"at epoch {killed_at[0] + 1}, step {killed_at[1]}" in lines[0]

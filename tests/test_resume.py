@@ -184,6 +184,38 @@ def test_resume_refusals_keep_the_run(tmp_path, capsys):
         resume(out, **QUIET)
 
 
+def kill_after_checkpoint(child: subprocess.Popen, checkpoint: Path,
+                          after_step: int = 0) -> tuple[int, int]:
+    """SIGKILL the search ``child`` right after it writes a ``checkpoint`` past ``after_step``
+    (it is paused with SIGSTOP while each new checkpoint is read); ``(epoch, step)`` of that
+    checkpoint. Fails the test when the search ends first."""
+    killed_at, seen = None, None
+    try:
+        while killed_at is None and child.poll() is None:
+            time.sleep(0.01)
+            try:
+                stat = checkpoint.stat()
+            except FileNotFoundError:
+                continue
+            if (stat.st_ino, stat.st_mtime_ns) == seen:  # each write renames a new file in
+                continue
+            child.send_signal(signal.SIGSTOP)
+            stat = checkpoint.stat()
+            seen = (stat.st_ino, stat.st_mtime_ns)
+            state = torch.load(checkpoint, weights_only=True)
+            if state["step"] > after_step:
+                child.send_signal(signal.SIGKILL)
+                killed_at = (state["epoch"], state["step"])
+            else:
+                child.send_signal(signal.SIGCONT)
+    finally:
+        if child.poll() is None and killed_at is None:
+            child.kill()
+        _, err = child.communicate()
+    assert killed_at is not None, f"the search ended before a mid-epoch checkpoint: {err}"
+    return killed_at
+
+
 def test_a_search_killed_mid_epoch_and_resumed_ends_as_an_uninterrupted_one(tmp_path):
     """The real thing: ``nasp search`` in a subprocess, SIGKILL right after a mid-epoch
     checkpoint, ``nasp search --resume``; same genotype and bit-identical A as a straight run.
@@ -199,30 +231,7 @@ def test_a_search_killed_mid_epoch_and_resumed_ends_as_an_uninterrupted_one(tmp_
         [str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])]), "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen([sys.executable, "-m", "nasp", "search", *args, "--out", str(out)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed_at, seen = None, None
-    try:
-        while killed_at is None and child.poll() is None:
-            time.sleep(0.01)
-            try:
-                stat = (out / CHECKPOINT).stat()
-            except FileNotFoundError:
-                continue
-            if (stat.st_ino, stat.st_mtime_ns) == seen:  # each write renames a new file in
-                continue
-            child.send_signal(signal.SIGSTOP)
-            stat = (out / CHECKPOINT).stat()
-            seen = (stat.st_ino, stat.st_mtime_ns)
-            state = torch.load(out / CHECKPOINT, weights_only=True)
-            if state["step"] > 0:
-                child.send_signal(signal.SIGKILL)
-                killed_at = (state["epoch"], state["step"])
-            else:
-                child.send_signal(signal.SIGCONT)
-    finally:
-        if child.poll() is None and killed_at is None:
-            child.kill()
-        _, err = child.communicate()
-    assert killed_at is not None, f"the search ended before a mid-epoch checkpoint: {err}"
+    killed_at = kill_after_checkpoint(child, out / CHECKPOINT)
     assert child.returncode == -signal.SIGKILL
     assert not (out / "arch.pt").exists()
 
